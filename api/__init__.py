@@ -1,0 +1,88 @@
+"""Kairos HTTP API: the Flask application factory.
+
+gunicorn 'api:create_app()'
+"""
+
+import logging
+from collections.abc import Mapping
+
+from flask import Flask, send_from_directory
+from flask_smorest import Api
+from swagger_ui_bundle import swagger_ui_path
+
+from api import errors
+from api.auth import SECURITY_SCHEME
+from api.db import init_database
+from api.settings import instance_secret, load_settings
+from experiments.errors import KairosError
+
+
+class KairosApi(Api):
+    """flask-smorest's Api with Kairos's one error shape."""
+
+    ERROR_SCHEMA = errors.ErrorSchema
+
+    def handle_http_exception(self, error):
+        return errors.handle_http_exception(error)
+
+
+def create_app(config: Mapping | None = None) -> Flask:
+    """Build the app; `config` overrides settings read from the environment (tests use it)."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(load_settings(app.instance_path))
+    app.config.update(
+        API_TITLE="Kairos",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        # Served from the swagger-ui-bundle package: /docs works with no internet access.
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+        MAX_CONTENT_LENGTH=32 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    if config:
+        app.config.update(config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = instance_secret(app.instance_path)
+    app.json.sort_keys = False
+
+    configure_logging(app)
+    init_database(app)
+
+    api = KairosApi(
+        app,
+        spec_kwargs={
+            "info": {
+                "description": "Decide the timing, tone and channel of lifecycle messages, "
+                "learn what works for whom, and keep what was learned."
+            }
+        },
+    )
+    api.spec.components.security_scheme("bearerAuth", SECURITY_SCHEME)
+    for blueprint in blueprints():
+        api.register_blueprint(blueprint)
+    app.register_error_handler(KairosError, errors.handle_domain_error)
+    app.add_url_rule(
+        "/docs/assets/<path:filename>",
+        endpoint="docs_assets",
+        view_func=lambda filename: send_from_directory(swagger_ui_path, filename),
+    )
+    return app
+
+
+def blueprints() -> list:
+    from api.experiments.routes import blp as experiments
+    from api.health.routes import blp as health
+
+    return [health, experiments]
+
+
+def configure_logging(app: Flask) -> None:
+    level = getattr(logging, app.config["KAIROS_LOG_LEVEL"], logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    for name in ("api", "experiments", "bandits", "analysis"):
+        logging.getLogger(name).setLevel(level)

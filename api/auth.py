@@ -1,0 +1,68 @@
+"""Bearer-token authentication and scope checks, declared on each view method."""
+
+import functools
+from copy import deepcopy
+
+from flask import g, request
+from flask_smorest import abort
+
+from api.db import get_database
+from experiments import keys
+from experiments.models import ApiKey
+
+SECURITY_SCHEME = {"type": "http", "scheme": "bearer", "description": "An API key's token."}
+
+
+def current_key() -> ApiKey | None:
+    return g.get("api_key")
+
+
+def is_admin() -> bool:
+    key = current_key()
+    return key is not None and "admin" in key.scopes.split(",")
+
+
+def authorize(scope: str) -> ApiKey:
+    """The request's key if it grants `scope`; abort 401 (no valid key) or 403 (wrong scope)."""
+    header = request.headers.get("Authorization", "")
+    kind, _, token = header.partition(" ")
+    if kind.lower() != "bearer" or not token.strip():
+        abort(401)
+    # A short read of its own, so that a writing request does not hold SQLite's write lock
+    # while it is still being authenticated.
+    with get_database().session() as session:
+        key = keys.authenticate(session=session, token=token.strip())
+    if key is None:
+        abort(401, message="Invalid or revoked API key.")
+    if scope not in keys.granted_scopes(key):
+        abort(
+            403,
+            message=f"This API key ('{key.name}', scopes {key.scopes}) lacks the "
+            f"'{scope}' scope this request needs.",
+        )
+    g.api_key = key
+    return key
+
+
+def requires(scope: str):
+    """Decorate a view method: only keys granting `scope` may call it. Documents it in OpenAPI."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            authorize(scope)
+            return view(*args, **kwargs)
+
+        wrapper.required_scope = scope
+        # The same bookkeeping as flask-smorest's Blueprint.doc, which needs a blueprint.
+        apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
+        manual = apidoc.setdefault("manual_doc", {})
+        manual["security"] = [{"bearerAuth": []}]
+        manual.setdefault("responses", {}).update({401: "UNAUTHORIZED", 403: "FORBIDDEN"})
+        manual["description"] = (
+            manual.get("description", "") + "\n\n"
+        ).lstrip() + f"Requires scope `{scope}`."
+        wrapper._apidoc = apidoc
+        return wrapper
+
+    return decorator

@@ -1,0 +1,185 @@
+"""The `kairos` command line: serve, migrate, manage API keys."""
+
+import functools
+import sys
+
+import click
+
+from experiments import keys as api_keys
+from experiments import migrate
+from experiments.db import Database
+from experiments.errors import KairosError
+
+
+def with_database(command):
+    """Run the command against the configured database (KAIROS_DATABASE_URL or the default)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from api import create_app
+        from api.db import get_database
+
+        app = create_app()
+        with app.app_context():
+            try:
+                return command(get_database(), *args, **kwargs)
+            except KairosError as error:
+                raise click.ClickException(error.message) from error
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kairos", prog_name="kairos")
+def main():
+    """Kairos: decide the timing, tone and channel of lifecycle messages.
+
+    \b
+    Start here:
+      kairos serve                          set up the database and serve on 127.0.0.1:8000
+      kairos keys create NAME --scopes read create an API key (the token is the last line)
+
+    The database is KAIROS_DATABASE_URL (default: a SQLite file in the instance folder).
+    """
+
+
+# --- database -------------------------------------------------------------------------------
+
+
+@main.group()
+def db():
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@with_database
+def db_upgrade(database: Database, revision: str):
+    """Migrate the schema up to REVISION (default: the newest)."""
+    before = migrate.current_revision(database)
+    migrate.upgrade(database, revision)
+    after = migrate.current_revision(database)
+    where = database.url.render_as_string(hide_password=True)
+    if before == after:
+        click.echo(f"Database {where} is already at {after}.")
+    else:
+        click.echo(f"Database {where} migrated from {before or 'empty'} to {after}.")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@with_database
+def db_downgrade(database: Database, revision: str):
+    """Migrate the schema down to REVISION ('base' empties it)."""
+    migrate.downgrade(database, revision)
+    click.echo(f"Database now at {migrate.current_revision(database) or 'base'}.")
+
+
+@db.command("current")
+@with_database
+def db_current(database: Database):
+    """Show the schema revision, and whether it is the newest."""
+    current, head = migrate.current_revision(database), migrate.head_revision(database)
+    state = "up to date" if current == head else f"newest is {head}: run 'kairos db upgrade'"
+    click.echo(f"{current or 'empty'} ({state})")
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+@main.group()
+def keys():
+    """API keys: create, list, revoke."""
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option(
+    "--scopes",
+    required=True,
+    help=f"Comma-separated, from: {', '.join(api_keys.SCOPES)}. "
+    "admin grants everything; manage also grants read.",
+)
+@with_database
+def keys_create(database: Database, name: str, scopes: str):
+    """Create a key named NAME; print its token alone on the last line."""
+    with database.session(write=True) as session:
+        key, token = api_keys.create_key(
+            session=session, name=name, scopes=api_keys.parse_scopes(scopes)
+        )
+        click.echo(f"Created key {key.id} '{key.name}' with scopes {key.scopes}.", err=True)
+        click.echo("The token is shown only now; store it safely:", err=True)
+    click.echo(token)
+
+
+@keys.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@with_database
+def keys_list(database: Database, include_revoked: bool):
+    """List keys (never their tokens)."""
+    with database.session() as session:
+        rows = api_keys.list_keys(session=session, include_revoked=include_revoked)
+    if not rows:
+        click.echo("No keys. Create one with: kairos keys create NAME --scopes admin")
+        return
+    click.echo(
+        f"{'id':>4}  {'name':<24} {'scopes':<26} {'token':<16} {'created (UTC)':<19}  revoked"
+    )
+    for key in rows:
+        revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else ""
+        click.echo(
+            f"{key.id:>4}  {key.name:<24} {key.scopes:<26} {key.prefix + '…':<16} "
+            f"{key.created_at:%Y-%m-%d %H:%M:%S}  {revoked}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("name_or_id")
+@with_database
+def keys_revoke(database: Database, name_or_id: str):
+    """Revoke the key with this id, or every active key with this name."""
+    with database.session(write=True) as session:
+        revoked = api_keys.revoke_keys(session=session, name_or_id=name_or_id)
+    for key in revoked:
+        click.echo(f"Revoked key {key.id} '{key.name}'.")
+
+
+# --- serving --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes.")
+@click.option("--threads", default=4, show_default=True, type=int, help="Threads per process.")
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+@with_database
+def serve(database: Database, host: str, port: int, workers: int, threads: int, access_log: bool):
+    """Serve the API with gunicorn (migrating the embedded SQLite database first)."""
+    if database.dialect == "sqlite":
+        migrate.upgrade(database)
+    elif not migrate.is_up_to_date(database):
+        raise click.ClickException(
+            "The database schema is not up to date: run 'kairos db upgrade' first."
+        )
+    print_bootstrap_token(database)
+    database.dispose()  # the workers open their own connections after the fork
+
+    from api.server import run_gunicorn
+
+    click.echo(f"Kairos serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    sys.stdout.flush()
+    run_gunicorn(bind=f"{host}:{port}", workers=workers, threads=threads, access_log=access_log)
+
+
+def print_bootstrap_token(database: Database) -> None:
+    """On a database with no key at all, create an admin key and print its token once."""
+    with database.session(write=True) as session:
+        if api_keys.has_any_key(session=session):
+            return
+        _, token = api_keys.create_key(session=session, name="admin", scopes=["admin"])
+    click.echo(
+        "No API key existed, so an admin key was created. Its token is shown only this once;\n"
+        "store it, then create narrower keys with 'kairos keys create NAME --scopes …':\n"
+        f"\n    {token}\n"
+    )

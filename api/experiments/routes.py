@@ -1,0 +1,88 @@
+"""/v1/experiments: create, list, read, and the lifecycle actions."""
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import requires
+from api.db import get_session
+from api.experiments.schemas import (
+    ConcludeSchema,
+    ExperimentInSchema,
+    ExperimentQuerySchema,
+    ExperimentSchema,
+)
+from experiments import lifecycle
+from experiments.spec import ExperimentSpec
+
+blp = Blueprint(
+    "experiments",
+    __name__,
+    url_prefix="/v1/experiments",
+    description="Experiments: what is tested, on whom, and where each one is in its lifecycle.",
+)
+
+
+@blp.route("")
+class Experiments(MethodView):
+    @requires("read")
+    @blp.arguments(ExperimentQuerySchema, location="query")
+    @blp.response(200, ExperimentSchema(many=True))
+    @blp.paginate(page_size=100, max_page_size=1000)
+    def get(self, query, pagination_parameters):
+        """List experiments, newest first, optionally by status"""
+        items, total = lifecycle.list_experiments(
+            session=get_session(),
+            status=query.get("status"),
+            offset=pagination_parameters.first_item,
+            limit=pagination_parameters.page_size,
+        )
+        pagination_parameters.item_count = total
+        return items
+
+    @requires("manage")
+    @blp.arguments(ExperimentInSchema)
+    @blp.response(201, ExperimentSchema)
+    def post(self, body):
+        """Create an experiment, as a draft"""
+        return lifecycle.create_experiment(
+            session=get_session(), spec=ExperimentSpec.from_dict(body)
+        )
+
+
+@blp.route("/<key>")
+class ExperimentByKey(MethodView):
+    @requires("read")
+    @blp.response(200, ExperimentSchema)
+    def get(self, key):
+        """Get one experiment"""
+        return lifecycle.get_experiment(session=get_session(), key=key)
+
+
+@blp.route("/<key>/start")
+class StartExperiment(MethodView):
+    @requires("manage")
+    @blp.response(200, ExperimentSchema)
+    def post(self, key):
+        """Start a draft experiment, or resume a paused one (409 otherwise)"""
+        return lifecycle.start_experiment(session=get_session(), key=key)
+
+
+@blp.route("/<key>/pause")
+class PauseExperiment(MethodView):
+    @requires("manage")
+    @blp.response(200, ExperimentSchema)
+    def post(self, key):
+        """Pause a running experiment: assignments answer 409 until it is resumed"""
+        return lifecycle.pause_experiment(session=get_session(), key=key)
+
+
+@blp.route("/<key>/conclude")
+class ConcludeExperiment(MethodView):
+    @requires("manage")
+    @blp.arguments(ConcludeSchema)
+    @blp.response(200, ExperimentSchema)
+    def post(self, body, key):
+        """Conclude a running or paused experiment; from now on every unit gets the winner"""
+        return lifecycle.conclude_experiment(
+            session=get_session(), key=key, winner=body.get("winner")
+        )

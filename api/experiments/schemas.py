@@ -1,0 +1,182 @@
+"""The experiment body's shape: types, ranges and spellings, field by field.
+
+Rules that tie fields together (weights summing to 1, the control existing, …) are the
+domain's, checked by `experiments.spec.ExperimentSpec`.
+"""
+
+from marshmallow import Schema, fields, validate
+
+from experiments import spec
+
+Slug = validate.Regexp(
+    spec.SLUG_PATTERN,
+    error="Must be a slug: 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit.",
+)
+VariantKey = validate.Regexp(
+    spec.VARIANT_KEY_PATTERN,
+    error="Must be 1-200 of a-z, 0-9 and - _ . , =, starting with a letter or digit.",
+)
+
+
+def one_of(choices) -> validate.OneOf:
+    return validate.OneOf(choices, error=f"Must be one of: {', '.join(choices)}.")
+
+
+class RuleSchema(Schema):
+    attribute = fields.String(required=True, validate=validate.Length(1, 100))
+    op = fields.String(required=True, validate=one_of(spec.RULE_OPS))
+    value = fields.Raw(required=True, allow_none=False)
+
+
+class SegmentInSchema(Schema):
+    key = fields.String(required=True, validate=Slug)
+    rule = fields.Nested(RuleSchema, required=True)
+
+
+class VariantInSchema(Schema):
+    key = fields.String(required=True, validate=VariantKey)
+    factors = fields.Dict(keys=fields.String(validate=Slug), values=fields.String(validate=Slug))
+    payload = fields.Dict(keys=fields.String())
+    weight = fields.Float(
+        validate=validate.Range(min=0, max=1, min_inclusive=False, error="Must be in (0, 1]."),
+        metadata={"description": "Share of units (fixed split) or initial share (Thompson)."},
+    )
+
+
+class MetricInSchema(Schema):
+    key = fields.String(required=True, validate=Slug)
+    type = fields.String(load_default="binary", validate=one_of(spec.METRIC_TYPES))
+    role = fields.String(load_default="secondary", validate=one_of(spec.METRIC_ROLES))
+    margin = fields.Float(
+        validate=validate.Range(min=0),
+        metadata={"description": "Guardrails only: the worsening tolerated, in metric units."},
+    )
+    higher_is_better = fields.Boolean(
+        metadata={"description": "Default: true, except for guardrails."}
+    )
+
+
+class QuietHoursSchema(Schema):
+    start = fields.Integer(required=True, strict=True, validate=validate.Range(0, 23))
+    end = fields.Integer(required=True, strict=True, validate=validate.Range(0, 23))
+
+
+class BanditSchema(Schema):
+    update_every_seconds = fields.Integer(strict=True, validate=validate.Range(1, 7 * 24 * 3600))
+    min_weight = fields.Float(validate=validate.Range(0, 0.5))
+    min_units_per_arm = fields.Integer(strict=True, validate=validate.Range(0, 1_000_000))
+
+
+class ExperimentInSchema(Schema):
+    key = fields.String(required=True, validate=Slug)
+    name = fields.String(validate=validate.Length(1, 200))
+    hypothesis = fields.String(validate=validate.Length(max=5000))
+    allocation = fields.String(load_default="fixed", validate=one_of(spec.ALLOCATIONS))
+    stickiness = fields.String(load_default="unit", validate=one_of(spec.STICKINESS))
+    factors = fields.Dict(
+        keys=fields.String(validate=Slug),
+        values=fields.List(fields.String(validate=Slug), validate=validate.Length(min=1)),
+        validate=validate.Length(max=8),
+        metadata={"description": "Factor name → its levels; alone, generates the full factorial."},
+    )
+    variants = fields.List(fields.Nested(VariantInSchema))
+    control = fields.String(validate=VariantKey)
+    segments = fields.List(fields.Nested(SegmentInSchema), validate=validate.Length(max=100))
+    metrics = fields.List(
+        fields.Nested(MetricInSchema), required=True, validate=validate.Length(1, 50)
+    )
+    attribution_window_hours = fields.Float(
+        validate=validate.Range(
+            0,
+            spec.MAX_ATTRIBUTION_WINDOW_HOURS,
+            min_inclusive=False,
+            error=f"Must be more than 0 and at most {spec.MAX_ATTRIBUTION_WINDOW_HOURS}.",
+        )
+    )
+    holdout = fields.Float(validate=validate.Range(0, spec.MAX_HOLDOUT))
+    quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
+    bandit = fields.Nested(BanditSchema, allow_none=True)
+
+
+class VariantSchema(Schema):
+    key = fields.String()
+    factors = fields.Dict()
+    payload = fields.Dict()
+    weight = fields.Float()
+
+
+class SegmentSchema(Schema):
+    key = fields.String()
+    rule = fields.Dict()
+
+
+class MetricSchema(Schema):
+    key = fields.String()
+    type = fields.String()
+    role = fields.String()
+    margin = fields.Float(allow_none=True)
+    higher_is_better = fields.Boolean()
+
+
+class ExperimentSchema(Schema):
+    key = fields.String()
+    name = fields.String()
+    hypothesis = fields.String()
+    status = fields.String(metadata={"enum": list(spec.STATUSES)})
+    allocation = fields.String()
+    stickiness = fields.String()
+    control = fields.String()
+    winner = fields.String(allow_none=True)
+    factors = fields.Method("dump_factors", metadata={"type": "object"})
+    variants = fields.Method("dump_variants", metadata={"type": "array"})
+    segments = fields.List(fields.Nested(SegmentSchema))
+    metrics = fields.List(fields.Nested(MetricSchema))
+    attribution_window_hours = fields.Float()
+    holdout = fields.Float()
+    quiet_hours = fields.Method("dump_quiet_hours", metadata={"type": "object"})
+    bandit = fields.Method("dump_bandit", metadata={"type": "object"})
+    period = fields.Integer(attribute="current_period")
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    concluded_at = fields.DateTime(allow_none=True)
+
+    def dump_factors(self, experiment):
+        return {name: levels for name, levels in experiment.factors}
+
+    def dump_variants(self, experiment):
+        order = [name for name, _ in experiment.factors]
+        return [
+            {
+                "key": v.key,
+                "factors": {name: v.factors[name] for name in order if name in v.factors},
+                "payload": v.payload,
+                "weight": v.weight,
+            }
+            for v in experiment.variants
+        ]
+
+    def dump_quiet_hours(self, experiment):
+        if experiment.quiet_hours_start is None:
+            return None
+        return {"start": experiment.quiet_hours_start, "end": experiment.quiet_hours_end}
+
+    def dump_bandit(self, experiment):
+        if experiment.allocation != "thompson":
+            return None
+        return {
+            "update_every_seconds": experiment.update_every_seconds,
+            "min_weight": experiment.min_weight,
+            "min_units_per_arm": experiment.min_units_per_arm,
+        }
+
+
+class ExperimentQuerySchema(Schema):
+    status = fields.String(validate=one_of(spec.STATUSES))
+
+
+class ConcludeSchema(Schema):
+    winner = fields.String(
+        validate=VariantKey,
+        metadata={"description": "The variant to serve from now on; default: the control."},
+    )

@@ -1,0 +1,27 @@
+"""/health: is the service up, and can it reach its database?"""
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from api.db import get_database
+from experiments import health
+
+blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness.")
+
+
+class HealthSchema(Schema):
+    status = fields.String(metadata={"enum": ["ok", "degraded"]})
+    database = fields.String()
+    schema = fields.String(metadata={"description": "'up to date', or what is missing"})
+    version = fields.String()
+
+
+@blp.route("")
+class Health(MethodView):
+    @blp.response(200, HealthSchema)
+    @blp.alt_response(503, schema=HealthSchema)
+    def get(self):
+        """Service health (public, no key needed)"""
+        report = health.check(get_database())
+        return report, (200 if report["status"] == "ok" else 503)

@@ -1,0 +1,52 @@
+"""The one place that reads Kairos configuration from the environment."""
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+DEFAULT_DATABASE_FILE = "kairos.sqlite3"
+
+
+def load_settings(instance_path: str, environ: Mapping[str, str] | None = None) -> dict:
+    """Flask config keys for this process, from `KAIROS_*` environment variables.
+
+    - KAIROS_DATABASE_URL: SQLAlchemy URL; default: a SQLite file in the instance folder.
+    - KAIROS_SECRET_KEY: Flask secret key; default: a random key kept in the instance folder
+      (see `instance_secret`).
+    - KAIROS_LOG_LEVEL: logging level name; default INFO.
+    - KAIROS_RUN_WORKER: run the analysis worker as a thread of `kairos serve` ("auto": only on
+      the embedded SQLite default).
+    """
+    environ = os.environ if environ is None else environ
+    database_url = environ.get("KAIROS_DATABASE_URL") or (
+        f"sqlite:///{Path(instance_path) / DEFAULT_DATABASE_FILE}"
+    )
+    return {
+        "KAIROS_DATABASE_URL": database_url,
+        "SECRET_KEY": environ.get("KAIROS_SECRET_KEY"),
+        "KAIROS_LOG_LEVEL": environ.get("KAIROS_LOG_LEVEL", "INFO").upper(),
+        "KAIROS_RUN_WORKER": environ.get("KAIROS_RUN_WORKER", "auto").lower(),
+    }
+
+
+def instance_secret(instance_path: str) -> str:
+    """A random secret generated once per instance folder, so every worker shares it."""
+    path = Path(instance_path) / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside, then linked into place: the link fails if another process won the race,
+    # and nobody ever reads a half-written file.
+    temporary = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+    temporary.write_text(secrets.token_urlsafe(32))
+    temporary.chmod(0o600)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,87 @@
+"""Engines and sessions for the embedded SQLite default and for PostgreSQL.
+
+Nothing here runs at import time: `Database(url)` builds its engine when it is constructed.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlmodel import Session
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Parse a database URL; a bare ``postgresql://`` means the psycopg (v3) driver."""
+    url = make_url(url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def make_engine(url: str | URL) -> Engine:
+    url = normalise_url(url)
+    if url.get_backend_name() == "sqlite":
+        return _make_sqlite_engine(url)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _make_sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record):
+        # We emit BEGIN ourselves (below), so the driver must not open transactions on its own.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        # A transaction that will write starts IMMEDIATE: it takes the write lock up front and
+        # waits for it under busy_timeout. A DEFERRED one that upgrades from read to write after
+        # another process committed fails at once with SQLITE_BUSY, busy_timeout or not.
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    """One engine and the sessions made from it."""
+
+    def __init__(self, url: str | URL):
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url)
+        self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def new_session(self, *, write: bool = False) -> Session:
+        """A session the caller closes; `write=True` for one that will change rows."""
+        return Session(self._write_engine if write else self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        session = self.new_session(write=write)
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

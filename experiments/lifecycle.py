@@ -1,0 +1,188 @@
+"""Creating experiments and moving them through draft → running ⇄ paused → concluded."""
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from experiments.errors import Conflict, InvalidSpec, NotFound
+from experiments.models import (
+    AllocationPeriod,
+    Experiment,
+    Metric,
+    Segment,
+    Variant,
+    utcnow,
+)
+from experiments.spec import OTHER_SEGMENT, ExperimentSpec
+
+# action: (the states it may start from, the state it leads to)
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "start": (frozenset({"draft", "paused"}), "running"),
+    "pause": (frozenset({"running"}), "paused"),
+    "conclude": (frozenset({"running", "paused"}), "concluded"),
+}
+
+
+def new_seed() -> int:
+    """A fresh 31-bit hash seed (stored, so every node buckets with the same one)."""
+    return secrets.randbits(31)
+
+
+def create_experiment(
+    *, session: Session, spec: ExperimentSpec, now: datetime | None = None
+) -> Experiment:
+    """Store a new experiment as a draft. Raises Conflict if its key is taken."""
+    now = now or utcnow()
+    if session.exec(select(Experiment.id).where(Experiment.key == spec.key)).first():
+        raise Conflict(f"An experiment with key '{spec.key}' already exists.")
+    experiment = Experiment(
+        key=spec.key,
+        name=spec.name,
+        hypothesis=spec.hypothesis,
+        allocation=spec.allocation,
+        stickiness=spec.stickiness,
+        control=spec.control,
+        factors=[[name, list(levels)] for name, levels in spec.factors],
+        attribution_window_hours=spec.attribution_window_hours,
+        holdout=spec.holdout,
+        holdout_seed=new_seed(),
+        quiet_hours_start=spec.quiet_hours.start if spec.quiet_hours else None,
+        quiet_hours_end=spec.quiet_hours.end if spec.quiet_hours else None,
+        update_every_seconds=spec.bandit.update_every_seconds,
+        min_weight=spec.bandit.min_weight,
+        min_units_per_arm=spec.bandit.min_units_per_arm,
+        created_at=now,
+        updated_at=now,
+        variants=[
+            Variant(key=v.key, position=i, factors=v.factors, payload=v.payload, weight=v.weight)
+            for i, v in enumerate(spec.variants)
+        ],
+        segments=[
+            Segment(key=s.key, position=i, rule=s.rule.__dict__)
+            for i, s in enumerate(spec.segments)
+        ],
+        metrics=[
+            Metric(
+                key=m.key,
+                position=i,
+                type=m.type,
+                role=m.role,
+                margin=m.margin,
+                higher_is_better=m.higher_is_better,
+            )
+            for i, m in enumerate(spec.metrics)
+        ],
+    )
+    session.add(experiment)
+    try:
+        session.commit()
+    except IntegrityError as error:  # another request created the same key in between
+        session.rollback()
+        raise Conflict(f"An experiment with key '{spec.key}' already exists.") from error
+    return experiment
+
+
+def get_experiment(*, session: Session, key: str) -> Experiment:
+    experiment = session.exec(select(Experiment).where(Experiment.key == key)).first()
+    if experiment is None:
+        raise NotFound(f"No experiment with key '{key}'.")
+    return experiment
+
+
+def list_experiments(
+    *, session: Session, status: str | None = None, offset: int = 0, limit: int = 100
+) -> tuple[list[Experiment], int]:
+    """Experiments, newest first, optionally of one status; with the total count."""
+    query = select(Experiment)
+    count = select(func.count()).select_from(Experiment)
+    if status is not None:
+        query = query.where(Experiment.status == status)
+        count = count.where(Experiment.status == status)
+    query = query.order_by(Experiment.created_at.desc(), Experiment.id.desc())
+    items = list(session.exec(query.offset(offset).limit(limit)))
+    return items, session.exec(count).one()
+
+
+def start_experiment(*, session: Session, key: str, now: datetime | None = None) -> Experiment:
+    """Start (or resume) an experiment; the first start opens allocation period 1."""
+    now = now or utcnow()
+    first_start = get_experiment(session=session, key=key).started_at is None
+    experiment = _transition(
+        session, key, "start", now, **({"started_at": now} if first_start else {})
+    )
+    if experiment.current_period == 0:
+        opened = session.execute(
+            update(Experiment)
+            .where(Experiment.id == experiment.id, Experiment.current_period == 0)
+            .values(current_period=1)
+        ).rowcount
+        if opened:
+            session.add(
+                AllocationPeriod(
+                    experiment_id=experiment.id,
+                    number=1,
+                    seed=new_seed(),
+                    weights=initial_weights(experiment),
+                    started_at=now,
+                )
+            )
+    session.commit()
+    session.refresh(experiment)
+    return experiment
+
+
+def pause_experiment(*, session: Session, key: str, now: datetime | None = None) -> Experiment:
+    experiment = _transition(session, key, "pause", now or utcnow())
+    session.commit()
+    session.refresh(experiment)
+    return experiment
+
+
+def conclude_experiment(
+    *, session: Session, key: str, winner: str | None = None, now: datetime | None = None
+) -> Experiment:
+    """Conclude with a declared winner (default: the control, the safe message to keep)."""
+    now = now or utcnow()
+    experiment = get_experiment(session=session, key=key)
+    winner = winner or experiment.control
+    if winner not in {v.key for v in experiment.variants}:
+        raise InvalidSpec({"winner": [f"'{winner}' is not one of the variants."]})
+    experiment = _transition(session, key, "conclude", now, winner=winner, concluded_at=now)
+    session.commit()
+    session.refresh(experiment)
+    return experiment
+
+
+def initial_weights(experiment: Experiment) -> dict[str, dict[str, float]]:
+    """Period 1 weights: the declared split, the same in every segment (and in `other`)."""
+    split = {v.key: v.weight for v in experiment.variants}
+    return {segment: dict(split) for segment in segment_keys(experiment)}
+
+
+def segment_keys(experiment: Experiment) -> list[str]:
+    return [s.key for s in experiment.segments] + [OTHER_SEGMENT]
+
+
+def _transition(session: Session, key: str, action: str, now: datetime, **values) -> Experiment:
+    """Move to the action's target state with one conditional UPDATE, so that two concurrent
+    requests cannot both succeed from the same starting state."""
+    sources, target = TRANSITIONS[action]
+    experiment = get_experiment(session=session, key=key)
+    changed = session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment.id, Experiment.status.in_(sources))
+        .values(status=target, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not changed:
+        session.rollback()
+        current = get_experiment(session=session, key=key).status
+        allowed = " or ".join(sorted(sources))
+        raise Conflict(
+            f"Cannot {action} experiment '{key}': it is {current}; "
+            f"{action} applies to an experiment that is {allowed}."
+        )
+    return experiment

@@ -1,0 +1,231 @@
+"""Every Kairos table, in one module.
+
+Times are timezone-aware UTC datetimes (SQLModel's UTCDateTime stores them as such on both
+databases); the HTTP edge renders them as ISO 8601.
+Experiment-scoped rows refer to their experiment by integer id and to variants, segments and
+metrics by their keys, which are immutable once the experiment is created.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, Relationship, SQLModel
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def json_field(default_factory=dict, nullable: bool = False) -> Any:
+    return Field(default_factory=default_factory, sa_column=Column(JSONType, nullable=nullable))
+
+
+def _children(model: str) -> dict:
+    """An experiment's ordered, always-loaded, owned children."""
+    return {
+        "order_by": f"{model}.position",
+        "lazy": "selectin",
+        "cascade": "all, delete-orphan",
+    }
+
+
+# An experiment: what is tested, how units are allocated, and where it is in its lifecycle.
+class Experiment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=200)
+    hypothesis: str = Field(default="")
+    status: str = Field(default="draft", max_length=16, index=True)
+    allocation: str = Field(default="fixed", max_length=16)
+    stickiness: str = Field(default="unit", max_length=16)
+    control: str = Field(max_length=200)
+    winner: str | None = Field(default=None, max_length=200)
+    # [[factor, [level, ...]], ...]: a list, because JSONB does not keep an object's key order.
+    factors: list = json_field(default_factory=list)
+    attribution_window_hours: float = Field(default=72.0)
+    holdout: float = Field(default=0.0)
+    holdout_seed: int = Field(default=0)
+    quiet_hours_start: int | None = Field(default=None)
+    quiet_hours_end: int | None = Field(default=None)
+    update_every_seconds: int = Field(default=900)
+    min_weight: float = Field(default=0.01)
+    min_units_per_arm: int = Field(default=100)
+    current_period: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = Field(default=None)
+    concluded_at: datetime | None = Field(default=None)
+
+    variants: list["Variant"] = Relationship(sa_relationship_kwargs=_children("Variant"))
+    segments: list["Segment"] = Relationship(sa_relationship_kwargs=_children("Segment"))
+    metrics: list["Metric"] = Relationship(sa_relationship_kwargs=_children("Metric"))
+
+
+# One arm of an experiment: a message built from factor levels, with its payload and split weight.
+class Variant(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("experiment_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", ondelete="CASCADE", index=True)
+    key: str = Field(max_length=200)
+    position: int
+    factors: dict = json_field()
+    payload: dict = json_field()
+    weight: float
+
+
+# An ordered rule on request attributes; the first segment whose rule matches a unit wins.
+class Segment(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("experiment_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", ondelete="CASCADE", index=True)
+    key: str = Field(max_length=64)
+    position: int
+    rule: dict = json_field()
+
+
+# An outcome an experiment measures: primary, secondary or guardrail; binary or continuous.
+class Metric(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("experiment_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", ondelete="CASCADE", index=True)
+    key: str = Field(max_length=64)
+    position: int
+    type: str = Field(max_length=16)
+    role: str = Field(max_length=16)
+    margin: float | None = Field(default=None)
+    higher_is_better: bool = Field(default=True)
+
+
+# A stretch of time with fixed allocation weights per segment and its own hash seed.
+class AllocationPeriod(SQLModel, table=True):
+    __tablename__ = "allocation_period"
+    __table_args__ = (UniqueConstraint("experiment_id", "number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", ondelete="CASCADE", index=True)
+    number: int
+    seed: int
+    weights: dict = json_field()
+    started_at: datetime = Field(default_factory=utcnow)
+
+
+# One decision for one unit: the variant it got (null in the holdout) and with what propensity.
+class Assignment(SQLModel, table=True):
+    __table_args__ = (
+        # sticky_unit is the unit id under `unit` stickiness and NULL under `decision`, so that
+        # the database itself guarantees one sticky answer per unit (NULLs never collide).
+        UniqueConstraint("experiment_id", "sticky_unit"),
+        Index("ix_assignment_experiment_unit", "experiment_id", "unit_id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    experiment_id: int = Field(foreign_key="experiment.id", ondelete="CASCADE")
+    unit_id: str = Field(max_length=200)
+    sticky_unit: str | None = Field(default=None, max_length=200)
+    variant: str | None = Field(default=None, max_length=200)
+    segment: str = Field(max_length=64)
+    period: int
+    propensity: float
+    holdout: bool = Field(default=False)
+    assigned_at: datetime = Field(default_factory=utcnow)
+    send_at: datetime | None = Field(default=None)
+
+
+# A reported event, stored once per event_id; unattributed events are kept with their reason.
+class Outcome(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=200, unique=True)
+    experiment_id: int | None = Field(
+        default=None, foreign_key="experiment.id", ondelete="CASCADE", index=True
+    )
+    assignment_id: str | None = Field(default=None, max_length=32, index=True)
+    unit_id: str | None = Field(default=None, max_length=200)
+    metric: str = Field(max_length=64)
+    value: float = Field(default=1.0)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    received_at: datetime = Field(default_factory=utcnow)
+    attributed: bool = Field(default=True)
+    reason: str | None = Field(default=None, max_length=32)
+
+
+# Sufficient statistics of one metric for one arm (experiment, period, segment, variant).
+class ArmStats(SQLModel, table=True):
+    __tablename__ = "arm_stats"
+    __table_args__ = (UniqueConstraint("experiment_id", "period", "segment", "variant", "metric"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", ondelete="CASCADE")
+    period: int
+    segment: str = Field(max_length=64)
+    variant: str = Field(max_length=200)
+    metric: str = Field(max_length=64)
+    units: int = Field(default=0)
+    conversions: int = Field(default=0)
+    sum: float = Field(default=0.0)
+    sum_squares: float = Field(default=0.0)
+
+
+# A queued or finished PyMC analysis, claimed by one worker at a time.
+class AnalysisJob(SQLModel, table=True):
+    __tablename__ = "analysis_job"
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", ondelete="CASCADE", index=True)
+    method: str = Field(max_length=32)
+    metric: str = Field(max_length=64)
+    status: str = Field(default="queued", max_length=16, index=True)
+    progress: float = Field(default=0.0)
+    result: dict | None = json_field(default_factory=lambda: None, nullable=True)
+    error: str | None = Field(default=None)
+    worker: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = Field(default=None)
+    finished_at: datetime | None = Field(default=None)
+
+
+# A structured learning in the shared registry: what lifted what, for whom, and how sure we are.
+class Learning(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int | None = Field(
+        default=None, foreign_key="experiment.id", ondelete="SET NULL", index=True
+    )
+    experiment_key: str | None = Field(default=None, max_length=64, index=True)
+    metric: str | None = Field(default=None, max_length=64)
+    segment: str | None = Field(default=None, max_length=64)
+    factor: str | None = Field(default=None, max_length=64)
+    level: str | None = Field(default=None, max_length=200)
+    baseline_level: str | None = Field(default=None, max_length=200)
+    lift_mean: float | None = Field(default=None)
+    lift_low: float | None = Field(default=None)
+    lift_high: float | None = Field(default=None)
+    prob_better: float | None = Field(default=None)
+    units: int | None = Field(default=None)
+    method: str | None = Field(default=None, max_length=32)
+    verdict: str = Field(default="inconclusive", max_length=16)
+    summary: str = Field(default="")
+    notes: str = Field(default="")
+    tags: list = json_field(default_factory=list)
+    links: list = json_field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+# An API key: a name, its scopes and the SHA-256 of its token (the token itself is never stored).
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)
+    scopes: str = Field(max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = Field(default=None)

@@ -1,0 +1,112 @@
+"""The application factory, the public endpoints and the one error shape."""
+
+import subprocess
+import sys
+
+from api import create_app
+
+ERROR_KEYS = {"code", "status", "message", "errors"}
+
+
+def test_importing_the_app_creates_nothing(tmp_path):
+    # A fresh interpreter imports every package: no instance folder, no database file appear.
+    code = "import api, api.cli, experiments.models, experiments.lifecycle, bandits, analysis"
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_overrides_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("KAIROS_DATABASE_URL", f"sqlite:///{tmp_path}/from-env.sqlite3")
+    app = create_app(
+        {"KAIROS_DATABASE_URL": f"sqlite:///{tmp_path}/given.sqlite3", "SECRET_KEY": "s"}
+    )
+    assert app.config["KAIROS_DATABASE_URL"].endswith("given.sqlite3")
+
+
+def test_environment_configures_database(monkeypatch, tmp_path):
+    monkeypatch.setenv("KAIROS_DATABASE_URL", f"sqlite:///{tmp_path}/from-env.sqlite3")
+    monkeypatch.setenv("KAIROS_SECRET_KEY", "from-env")
+    app = create_app()
+    assert app.config["KAIROS_DATABASE_URL"].endswith("from-env.sqlite3")
+    assert app.config["SECRET_KEY"] == "from-env"
+
+
+def test_default_database_is_sqlite_in_instance_folder(monkeypatch):
+    monkeypatch.delenv("KAIROS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("KAIROS_SECRET_KEY", "x")
+    app = create_app()
+    assert app.config["KAIROS_DATABASE_URL"] == f"sqlite:///{app.instance_path}/kairos.sqlite3"
+
+
+def test_secret_key_is_generated_once_per_instance_folder(monkeypatch, tmp_path):
+    from api.settings import instance_secret
+
+    first = instance_secret(str(tmp_path))
+    assert len(first) >= 32
+    assert instance_secret(str(tmp_path)) == first
+
+
+def test_health_reports_database_and_schema(client, backend):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json["status"] == "ok"
+    assert response.json["schema"] == "up to date"
+    assert response.json["database"] == backend
+
+
+def test_health_is_degraded_on_an_unmigrated_database(tmp_path):
+    app = create_app(
+        {"KAIROS_DATABASE_URL": f"sqlite:///{tmp_path}/empty.sqlite3", "SECRET_KEY": "s"}
+    )
+    response = app.test_client().get("/health")
+    assert response.status_code == 503
+    assert "kairos db upgrade" in response.json["schema"]
+
+
+def test_openapi_documents_every_v1_route_with_bearer_auth(client):
+    spec = client.get("/openapi.json").json
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert "/v1/experiments" in spec["paths"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/v1/") and method in ("get", "post", "put", "patch", "delete"):
+                assert operation["security"] == [{"bearerAuth": []}], (method, path)
+                assert {"401", "403"} <= set(operation["responses"]), (method, path)
+                assert operation.get("summary"), (method, path)
+
+
+def test_docs_page_and_its_assets_are_served_locally(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert b"/docs/assets/swagger-ui-bundle.js" in page.data
+    asset = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200
+    assert len(asset.data) > 100_000
+    asset.close()
+
+
+def test_unknown_route_is_404_in_the_error_shape(client):
+    response = client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert set(response.json) == ERROR_KEYS
+    assert response.json["status"] == "Not Found"
+
+
+def test_wrong_method_is_405_in_the_error_shape(client):
+    response = client.delete("/health")
+    assert response.status_code == 405
+    assert set(response.json) == ERROR_KEYS
+    assert "GET" in response.headers["Allow"]
+
+
+def test_unhandled_error_is_500_in_the_error_shape(app):
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("kaboom")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    assert set(response.json) == ERROR_KEYS
+    assert "kaboom" not in response.json["message"]
