@@ -21,10 +21,13 @@ def with_database(command):
 
         app = create_app()
         with app.app_context():
+            database = get_database()
             try:
-                return command(get_database(), *args, **kwargs)
+                return command(database, *args, **kwargs)
             except KairosError as error:
                 raise click.ClickException(error.message) from error
+            finally:
+                database.dispose()
 
     return wrapper
 

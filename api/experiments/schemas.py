@@ -48,6 +48,7 @@ class MetricInSchema(Schema):
     type = fields.String(load_default="binary", validate=one_of(spec.METRIC_TYPES))
     role = fields.String(load_default="secondary", validate=one_of(spec.METRIC_ROLES))
     margin = fields.Float(
+        allow_none=True,
         validate=validate.Range(min=0),
         metadata={"description": "Guardrails only: the worsening tolerated, in metric units."},
     )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 21:24:58.388369
+Create Date: 2026-11-22 21:32:02.211490
 """
 
 from collections.abc import Sequence
@@ -202,6 +202,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("experiment_id", sa.Integer(), nullable=False),
         sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("type", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("role", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("margin", sa.Float(), nullable=True),

@@ -1,0 +1,67 @@
+"""The `kairos` command line: keys and database commands, against a real database."""
+
+from api.cli import main
+
+
+def token_of(result) -> str:
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_help_lists_the_commands(runner):
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "keys", "db"):
+        assert command in result.output
+
+
+def test_keys_create_prints_the_token_alone_on_the_last_stdout_line(runner, client):
+    result = runner.invoke(main, ["keys", "create", "journeys", "--scopes", "assign,read"])
+    assert result.exit_code == 0, result.output
+    token = token_of(result)
+    assert token.startswith("kairos_")
+    assert " " not in token
+    assert "journeys" in result.stderr
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/v1/experiments", headers=headers).status_code == 200
+    assert client.post("/v1/experiments", json={}, headers=headers).status_code == 403
+
+
+def test_keys_list_shows_names_and_scopes_but_never_tokens(runner):
+    token = token_of(runner.invoke(main, ["keys", "create", "analysts", "--scopes", "read"]))
+    result = runner.invoke(main, ["keys", "list"])
+    assert result.exit_code == 0
+    assert "analysts" in result.output
+    assert "read" in result.output
+    assert token not in result.output
+
+
+def test_keys_revoke_stops_the_token_working(runner, client):
+    token = token_of(runner.invoke(main, ["keys", "create", "old", "--scopes", "read"]))
+    result = runner.invoke(main, ["keys", "revoke", "old"])
+    assert result.exit_code == 0
+    assert "Revoked" in result.output
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/v1/experiments", headers=headers).status_code == 401
+    assert "old" not in runner.invoke(main, ["keys", "list"]).output
+    assert "old" in runner.invoke(main, ["keys", "list", "--all"]).output
+
+
+def test_keys_revoke_of_an_unknown_key_fails_clearly(runner):
+    result = runner.invoke(main, ["keys", "revoke", "nobody"])
+    assert result.exit_code == 1
+    assert "No active key" in result.output
+
+
+def test_keys_create_rejects_unknown_scopes(runner):
+    result = runner.invoke(main, ["keys", "create", "x", "--scopes", "read,superuser"])
+    assert result.exit_code == 1
+    assert "admin, manage, assign, read" in result.output
+    assert "x " not in runner.invoke(main, ["keys", "list"]).output
+
+
+def test_db_upgrade_and_current(runner):
+    result = runner.invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "already at" in result.output
+    current = runner.invoke(main, ["db", "current"])
+    assert "up to date" in current.output

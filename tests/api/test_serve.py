@@ -1,0 +1,113 @@
+"""End to end on a fresh machine's path: `kairos serve` under gunicorn, over real HTTP.
+
+It follows the README's walk-through: the one-time admin token, a key, an experiment created
+and started, read back with another key.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.pg import free_port
+from tests.utils.factories import experiment_body
+
+KAIROS = Path(sys.executable).with_name("kairos")
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A `kairos serve` process on a fresh SQLite file; yields (base URL, admin token, env)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAIROS_DATABASE_URL": f"sqlite:///{tmp_path}/kairos.sqlite3",
+        "KAIROS_SECRET_KEY": "e2e",
+    }
+    process = subprocess.Popen(
+        [str(KAIROS), "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    token = None
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            found = re.fullmatch(r"\s+(kairos_\S+)\s*", line)
+            if found:
+                token = found.group(1)
+            if "Kairos serving on" in line:
+                break
+            assert process.poll() is None, "".join(lines)
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        yield base, token, env, "".join(lines)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stdout.close()
+
+
+def test_serve_prints_a_one_time_admin_token_and_serves_the_walkthrough(served):
+    base, admin_token, env, output = served
+    assert admin_token, output
+    admin = {"Authorization": f"Bearer {admin_token}"}
+
+    # The README: create a growth-team key with the CLI, as an operator would.
+    created = subprocess.run(
+        [str(KAIROS), "keys", "create", "growth", "--scopes", "manage"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    growth = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
+
+    response = requests.post(f"{base}/v1/experiments", json=experiment_body(), headers=growth)
+    assert response.status_code == 201, response.text
+    response = requests.post(f"{base}/v1/experiments/onboarding-nudge/start", headers=growth)
+    assert response.status_code == 200
+    assert response.json()["status"] == "running"
+    listed = requests.get(f"{base}/v1/experiments?status=running", headers=admin).json()
+    assert [e["key"] for e in listed] == ["onboarding-nudge"]
+    assert requests.get(f"{base}/v1/experiments").status_code == 401
+    assert requests.get(f"{base}/docs").status_code == 200
+
+
+def test_a_second_serve_does_not_print_another_token(served, tmp_path):
+    _, _, env, _ = served
+    port = free_port()
+    process = subprocess.Popen(
+        [str(KAIROS), "serve", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        for _ in range(200):
+            line = process.stdout.readline()
+            lines.append(line)
+            if "Kairos serving on" in line or not line:
+                break
+        assert not any("kairos_" in line for line in lines), "".join(lines)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stdout.close()

@@ -1,0 +1,49 @@
+"""The Alembic migrations build exactly the schema the models describe, on both databases."""
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlmodel import SQLModel
+
+from experiments import migrate
+from experiments.db import Database
+from tests.conftest import create_postgres_database
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database(request, tmp_path):
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path}/empty.sqlite3")
+    else:
+        server = request.getfixturevalue("postgres_url")
+        database = Database(create_postgres_database(server, "kairos_migrations"))
+    yield database
+    database.dispose()
+
+
+def schema_differences(database: Database) -> list:
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, SQLModel.metadata)
+
+
+def test_upgrade_from_empty_matches_the_models(empty_database):
+    migrate.upgrade(empty_database)
+    assert migrate.is_up_to_date(empty_database)
+    assert schema_differences(empty_database) == []
+
+
+def test_upgrade_is_idempotent(empty_database):
+    migrate.upgrade(empty_database)
+    migrate.upgrade(empty_database)
+    assert migrate.current_revision(empty_database) == migrate.head_revision(empty_database)
+
+
+def test_downgrade_to_base_and_back(empty_database):
+    migrate.upgrade(empty_database)
+    migrate.downgrade(empty_database, "base")
+    tables = set(inspect(empty_database.engine).get_table_names()) - {"alembic_version"}
+    assert tables == set()
+    migrate.upgrade(empty_database)
+    assert schema_differences(empty_database) == []
