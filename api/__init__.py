@@ -13,6 +13,7 @@ from swagger_ui_bundle import swagger_ui_path
 from api import errors
 from api.auth import SECURITY_SCHEME
 from api.db import init_database
+from api.jsonio import OrjsonProvider
 from api.settings import instance_secret, load_settings
 from experiments.errors import KairosError
 
@@ -40,13 +41,12 @@ def create_app(config: Mapping | None = None) -> Flask:
         # Served from the swagger-ui-bundle package: /docs works with no internet access.
         OPENAPI_SWAGGER_UI_URL="/docs/assets/",
         MAX_CONTENT_LENGTH=32 * 1024 * 1024,
-        JSON_SORT_KEYS=False,
     )
     if config:
         app.config.update(config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(app.instance_path)
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
 
     configure_logging(app)
     init_database(app)
@@ -73,10 +73,11 @@ def create_app(config: Mapping | None = None) -> Flask:
 
 
 def blueprints() -> list:
+    from api.assignments.routes import blp as assignments
     from api.experiments.routes import blp as experiments
     from api.health.routes import blp as health
 
-    return [health, experiments]
+    return [health, experiments, assignments]
 
 
 def configure_logging(app: Flask) -> None:

@@ -22,6 +22,12 @@ def is_admin() -> bool:
     return key is not None and "admin" in key.scopes.split(",")
 
 
+def simulated_now(body: dict):
+    """The body's `now` (a simulated clock for backfills and simulations), if the key is an
+    admin's; anyone else's `now` is ignored and the real time is used."""
+    return body.get("now") if is_admin() else None
+
+
 def authorize(scope: str) -> ApiKey:
     """The request's key if it grants `scope`; abort 401 (no valid key) or 403 (wrong scope)."""
     header = request.headers.get("Authorization", "")

@@ -4,20 +4,27 @@ from flask import Flask, current_app, g, has_request_context, request
 from sqlmodel import Session
 
 from experiments.db import Database
+from experiments.runtime import RuntimeCache
 
 EXTENSION = "kairos.database"
+CACHE_EXTENSION = "kairos.runtime_cache"
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def init_database(app: Flask) -> Database:
     database = Database(app.config["KAIROS_DATABASE_URL"])
     app.extensions[EXTENSION] = database
+    app.extensions[CACHE_EXTENSION] = RuntimeCache(ttl=float(app.config["KAIROS_CACHE_SECONDS"]))
     app.teardown_appcontext(close_session)
     return database
 
 
 def get_database() -> Database:
     return current_app.extensions[EXTENSION]
+
+
+def get_runtime_cache() -> RuntimeCache:
+    return current_app.extensions[CACHE_EXTENSION]
 
 
 def get_session() -> Session:

@@ -15,6 +15,8 @@ def load_settings(instance_path: str, environ: Mapping[str, str] | None = None) 
     - KAIROS_SECRET_KEY: Flask secret key; default: a random key kept in the instance folder
       (see `instance_secret`).
     - KAIROS_LOG_LEVEL: logging level name; default INFO.
+    - KAIROS_CACHE_SECONDS: how long a worker reuses an experiment's configuration before
+      reading it again (default 1 s; state changes made by other workers show within it).
     - KAIROS_RUN_WORKER: run the analysis worker as a thread of `kairos serve` ("auto": only on
       the embedded SQLite default).
     """
@@ -27,6 +29,7 @@ def load_settings(instance_path: str, environ: Mapping[str, str] | None = None) 
         "SECRET_KEY": environ.get("KAIROS_SECRET_KEY"),
         "KAIROS_LOG_LEVEL": environ.get("KAIROS_LOG_LEVEL", "INFO").upper(),
         "KAIROS_RUN_WORKER": environ.get("KAIROS_RUN_WORKER", "auto").lower(),
+        "KAIROS_CACHE_SECONDS": float(environ.get("KAIROS_CACHE_SECONDS", "1.0")),
     }
 
 

@@ -85,3 +85,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def dialect_insert(session, table):
+    """An INSERT that knows `ON CONFLICT` in the session's dialect (SQLite or PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)

@@ -12,6 +12,12 @@ class KairosError(Exception):
         self.errors = errors or {}
 
 
+class BadRequest(KairosError):
+    """An input that cannot be used at all (an unknown time zone, say)."""
+
+    status = 400
+
+
 class NotFound(KairosError):
     status = 404
 

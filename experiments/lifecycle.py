@@ -1,7 +1,7 @@
 """Creating experiments and moving them through draft → running ⇄ paused → concluded."""
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
@@ -114,10 +114,13 @@ def start_experiment(*, session: Session, key: str, now: datetime | None = None)
         session, key, "start", now, **({"started_at": now} if first_start else {})
     )
     if experiment.current_period == 0:
+        first_reweight = None
+        if experiment.allocation == "thompson":
+            first_reweight = now + timedelta(seconds=experiment.update_every_seconds)
         opened = session.execute(
             update(Experiment)
             .where(Experiment.id == experiment.id, Experiment.current_period == 0)
-            .values(current_period=1)
+            .values(current_period=1, next_reweight_at=first_reweight)
         ).rowcount
         if opened:
             session.add(

@@ -56,6 +56,8 @@ class Experiment(SQLModel, table=True):
     min_weight: float = Field(default=0.01)
     min_units_per_arm: int = Field(default=100)
     current_period: int = Field(default=0)
+    # When a Thompson experiment is next due for a scheduled reweight; claimed atomically.
+    next_reweight_at: datetime | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = Field(default=None)

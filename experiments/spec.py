@@ -30,6 +30,8 @@ ALL_SEGMENT = "all"
 OTHER_SEGMENT = "other"
 RESERVED_SEGMENTS = (ALL_SEGMENT, OTHER_SEGMENT)
 SUPPRESSED_METRIC = "suppressed"
+# The arm that holdout units are counted under; not a valid variant key, so it never collides.
+HOLDOUT_ARM = "(holdout)"
 
 MAX_VARIANTS = 256
 MAX_ATTRIBUTION_WINDOW_HOURS = 24 * 90
@@ -123,6 +125,10 @@ class ExperimentSpec:
 
         segments = _segments(data.get("segments") or [], fail)
         metrics = _metrics(data.get("metrics") or [], fail)
+
+        primary = [m for m in metrics if m.role == "primary"]
+        if allocation == "thompson" and primary and primary[0].type != "binary":
+            fail("metrics", "Thompson sampling learns from a binary primary metric.")
 
         quiet_hours = None
         if data.get("quiet_hours") is not None:

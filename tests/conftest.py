@@ -97,6 +97,7 @@ def app(database_url, tmp_path):
             "TESTING": True,
             "KAIROS_DATABASE_URL": database_url,
             "SECRET_KEY": "test-secret",
+            "KAIROS_CACHE_SECONDS": 0,
         }
     )
     app.instance_path = str(tmp_path / "instance")

@@ -3,15 +3,17 @@
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.auth import requires
-from api.db import get_session
+from api.auth import requires, simulated_now
+from api.db import get_runtime_cache, get_session
 from api.experiments.schemas import (
     ConcludeSchema,
     ExperimentInSchema,
     ExperimentQuerySchema,
     ExperimentSchema,
+    PeriodSchema,
+    ReweightSchema,
 )
-from experiments import lifecycle
+from experiments import lifecycle, reweight
 from experiments.spec import ExperimentSpec
 
 blp = Blueprint(
@@ -64,7 +66,9 @@ class StartExperiment(MethodView):
     @blp.response(200, ExperimentSchema)
     def post(self, key):
         """Start a draft experiment, or resume a paused one (409 otherwise)"""
-        return lifecycle.start_experiment(session=get_session(), key=key)
+        experiment = lifecycle.start_experiment(session=get_session(), key=key)
+        get_runtime_cache().invalidate(key)
+        return experiment
 
 
 @blp.route("/<key>/pause")
@@ -73,7 +77,9 @@ class PauseExperiment(MethodView):
     @blp.response(200, ExperimentSchema)
     def post(self, key):
         """Pause a running experiment: assignments answer 409 until it is resumed"""
-        return lifecycle.pause_experiment(session=get_session(), key=key)
+        experiment = lifecycle.pause_experiment(session=get_session(), key=key)
+        get_runtime_cache().invalidate(key)
+        return experiment
 
 
 @blp.route("/<key>/conclude")
@@ -83,6 +89,20 @@ class ConcludeExperiment(MethodView):
     @blp.response(200, ExperimentSchema)
     def post(self, body, key):
         """Conclude a running or paused experiment; from now on every unit gets the winner"""
-        return lifecycle.conclude_experiment(
+        experiment = lifecycle.conclude_experiment(
             session=get_session(), key=key, winner=body.get("winner")
+        )
+        get_runtime_cache().invalidate(key)
+        return experiment
+
+
+@blp.route("/<key>/reweight")
+class ReweightExperiment(MethodView):
+    @requires("manage")
+    @blp.arguments(ReweightSchema)
+    @blp.response(200, PeriodSchema)
+    def post(self, body, key):
+        """Reweight a Thompson-sampling experiment now: opens its next allocation period"""
+        return reweight.reweight(
+            session=get_session(), cache=get_runtime_cache(), key=key, now=simulated_now(body)
         )

@@ -4,6 +4,8 @@ Rules that tie fields together (weights summing to 1, the control existing, …)
 domain's, checked by `experiments.spec.ExperimentSpec`.
 """
 
+from datetime import UTC
+
 from marshmallow import Schema, fields, validate
 
 from experiments import spec
@@ -181,3 +183,20 @@ class ConcludeSchema(Schema):
         validate=VariantKey,
         metadata={"description": "The variant to serve from now on; default: the control."},
     )
+
+
+class ReweightSchema(Schema):
+    now = fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={"description": "Simulated clock (ISO 8601); honoured for admin keys only."},
+    )
+
+
+class PeriodSchema(Schema):
+    period = fields.Integer(attribute="number")
+    weights = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(keys=fields.String(), values=fields.Float()),
+        metadata={"description": "segment → variant → weight"},
+    )
+    started_at = fields.AwareDateTime()

@@ -20,7 +20,15 @@ ENDPOINTS = [
     ("GET", "/v1/experiments/onboarding-nudge", None, "read"),
     ("POST", "/v1/experiments/onboarding-nudge/start", None, "manage"),
     ("POST", "/v1/experiments/onboarding-nudge/pause", None, "manage"),
+    ("POST", "/v1/experiments/onboarding-nudge/reweight", {}, "manage"),
     ("POST", "/v1/experiments/onboarding-nudge/conclude", {}, "manage"),
+    ("POST", "/v1/assignments", {"experiment": "onboarding-nudge", "unit_id": "u1"}, "assign"),
+    (
+        "POST",
+        "/v1/assignments/batch",
+        {"experiment": "onboarding-nudge", "units": [{"unit_id": "u1"}]},
+        "assign",
+    ),
 ]
 
 # Scopes that do not grant the needed one ("manage" grants "read"; "admin" grants all).

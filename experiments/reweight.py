@@ -1,0 +1,185 @@
+"""Reweighting a Thompson-sampling experiment: a new allocation period per segment.
+
+A reweight reads the primary metric's sufficient statistics, computes per segment the posterior
+probability that each variant is best, floors it at `min_weight`, and opens the next
+`AllocationPeriod` with those weights and a fresh hash seed. It happens on schedule (the first
+request after `next_reweight_at`, on any worker, claims it with one conditional UPDATE) or on
+demand.
+"""
+
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlmodel import Session
+
+from bandits.policies import ThompsonSampling, segment_weights
+from experiments.errors import Conflict
+from experiments.lifecycle import get_experiment, new_seed
+from experiments.models import AllocationPeriod, ArmStats, Experiment, Metric, utcnow
+from experiments.runtime import Runtime, RuntimeCache
+from experiments.spec import HOLDOUT_ARM, OTHER_SEGMENT
+
+# How many units the pooled (all-segment) rate of an arm is worth in a segment's prior. A cold
+# segment then starts from what the others have shown rather than from nothing, yet 100 of its
+# own units outweigh the prior ten to one.
+PRIOR_PSEUDO_UNITS = 10.0
+
+
+def maybe_reweight(
+    *, session: Session, cache: RuntimeCache, runtime: Runtime, now: datetime
+) -> Runtime:
+    """Reweight if a scheduled reweight is due and this request wins the claim on it."""
+    if (
+        runtime.allocation != "thompson"
+        or runtime.next_reweight_at is None
+        or now < runtime.next_reweight_at
+    ):
+        return runtime
+    claimed = session.execute(
+        update(Experiment)
+        .where(
+            Experiment.id == runtime.experiment_id,
+            Experiment.status == "running",
+            Experiment.next_reweight_at <= now,
+        )
+        .values(next_reweight_at=now + timedelta(seconds=runtime.update_every_seconds))
+    ).rowcount
+    if claimed:
+        weights = compute_weights(session=session, runtime=runtime, now=now)
+        try:
+            if weights is not None:
+                _open_period(session, runtime, weights, now)
+            session.commit()
+        except Conflict:  # an on-demand reweight got there first; its period stands
+            session.rollback()
+    cache.invalidate(runtime.key)
+    return cache.get(session=session, key=runtime.key)
+
+
+def reweight(
+    *, session: Session, cache: RuntimeCache, key: str, now: datetime | None = None
+) -> AllocationPeriod:
+    """Reweight now, on demand. Conflict if the experiment cannot be reweighted yet."""
+    now = now or utcnow()
+    experiment = get_experiment(session=session, key=key)
+    if experiment.allocation != "thompson":
+        raise Conflict(f"Experiment '{key}' has a fixed split: there is nothing to reweight.")
+    if experiment.status != "running":
+        raise Conflict(f"Experiment '{key}' is {experiment.status}: only a running one reweights.")
+    cache.invalidate(key)
+    runtime = cache.get(session=session, key=key)
+    weights = compute_weights(session=session, runtime=runtime, now=now, explain=True)
+    period = _open_period(session, runtime, weights, now)
+    session.execute(
+        update(Experiment)
+        .where(Experiment.id == runtime.experiment_id)
+        .values(next_reweight_at=now + timedelta(seconds=runtime.update_every_seconds))
+    )
+    session.commit()
+    cache.invalidate(key)
+    return period
+
+
+def compute_weights(
+    *, session: Session, runtime: Runtime, now: datetime, explain: bool = False
+) -> dict[str, dict[str, float]] | None:
+    """Next period's weights per segment; None (or Conflict, if `explain`) while some arm has
+    fewer than `min_units_per_arm` units."""
+    segments = [key for key, _ in runtime.segment_rules] + [OTHER_SEGMENT]
+    variants = [v.key for v in runtime.variants]
+    successes, trials = arm_counts(session=session, runtime=runtime, segments=segments)
+    per_arm = trials.sum(axis=0)
+    short = [
+        (v, int(n)) for v, n in zip(variants, per_arm, strict=True) if n < runtime.min_units_per_arm
+    ]
+    if short:
+        if explain:
+            listed = ", ".join(f"{v} has {n}" for v, n in short)
+            raise Conflict(
+                f"Not enough units to reweight: each variant needs {runtime.min_units_per_arm} "
+                f"(min_units_per_arm); {listed}."
+            )
+        return None
+    return thompson_weights(
+        successes, trials, segments, variants, runtime.min_weight, seed=new_seed()
+    )
+
+
+def thompson_weights(
+    successes: np.ndarray,
+    trials: np.ndarray,
+    segments: list[str],
+    variants: list[str],
+    min_weight: float,
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    shares = segment_weights(
+        successes,
+        trials,
+        ThompsonSampling(min_weight=min_weight),
+        np.random.default_rng(seed),
+        PRIOR_PSEUDO_UNITS,
+    )
+    return {
+        segment: {v: round(float(w), 6) for v, w in zip(variants, row, strict=True)}
+        for segment, row in zip(segments, shares, strict=True)
+    }
+
+
+def arm_counts(
+    *, session: Session, runtime: Runtime, segments: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(successes, trials) of the primary metric, shape (segments, variants), all periods."""
+    primary = session.execute(
+        select(Metric.key).where(
+            Metric.experiment_id == runtime.experiment_id, Metric.role == "primary"
+        )
+    ).scalar_one()
+    rows = session.execute(
+        select(
+            ArmStats.segment,
+            ArmStats.variant,
+            func.sum(ArmStats.units),
+            func.sum(ArmStats.conversions),
+        )
+        .where(
+            ArmStats.experiment_id == runtime.experiment_id,
+            ArmStats.metric == primary,
+            ArmStats.variant != HOLDOUT_ARM,
+        )
+        .group_by(ArmStats.segment, ArmStats.variant)
+    )
+    s_index = {s: i for i, s in enumerate(segments)}
+    successes = np.zeros((len(segments), len(runtime.variants)))
+    trials = np.zeros_like(successes)
+    for segment, variant, units, conversions in rows:
+        if segment in s_index and variant in runtime.variant_index:
+            trials[s_index[segment], runtime.variant_index[variant]] = units or 0
+            successes[s_index[segment], runtime.variant_index[variant]] = conversions or 0
+    return successes, trials
+
+
+def _open_period(
+    session: Session, runtime: Runtime, weights: dict, now: datetime
+) -> AllocationPeriod:
+    """The next period, opened only if no other worker opened it first (else Conflict)."""
+    number = runtime.period + 1
+    advanced = session.execute(
+        update(Experiment)
+        .where(Experiment.id == runtime.experiment_id, Experiment.current_period == runtime.period)
+        .values(current_period=number, updated_at=now)
+    ).rowcount
+    if not advanced:
+        session.rollback()
+        raise Conflict("Another reweight of this experiment happened at the same time; retry.")
+    period = AllocationPeriod(
+        experiment_id=runtime.experiment_id,
+        number=number,
+        seed=new_seed(),
+        weights=weights,
+        started_at=now,
+    )
+    session.add(period)
+    session.flush()
+    return period

@@ -1,0 +1,145 @@
+"""What assigning needs to know about an experiment, loaded once and cached for a moment.
+
+The hot path must not read five tables per request. A `Runtime` is an immutable snapshot of an
+experiment, its variants, segments, metrics and current allocation period; `RuntimeCache`
+keeps it per process for `ttl` seconds. Staleness is safe: an assignment records the period
+and weight it actually used, and anything that changes state (a reweight claimed elsewhere,
+a pause) is re-checked in SQL or seen within `ttl`.
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlmodel import Session, select
+
+from experiments.lifecycle import get_experiment
+from experiments.models import AllocationPeriod, Experiment
+from experiments.spec import OTHER_SEGMENT, QuietHours
+
+
+@dataclass(frozen=True)
+class VariantInfo:
+    key: str
+    factors: dict
+    payload: dict
+
+
+@dataclass(frozen=True)
+class SegmentWeights:
+    """One segment's weights in a period, aligned with Runtime.variants."""
+
+    weights: np.ndarray
+    cumulative: np.ndarray
+
+
+@dataclass(frozen=True)
+class Runtime:
+    experiment_id: int
+    key: str
+    status: str
+    allocation: str
+    stickiness: str
+    control: str
+    winner: str | None
+    holdout: float
+    holdout_seed: int
+    quiet_hours: QuietHours | None
+    update_every_seconds: int
+    min_weight: float
+    min_units_per_arm: int
+    next_reweight_at: datetime | None
+    variants: tuple[VariantInfo, ...]
+    variant_index: dict[str, int]
+    segment_rules: tuple[tuple[str, dict], ...]
+    metrics: tuple[str, ...]
+    period: int
+    period_seed: int
+    period_weights: dict[str, SegmentWeights]
+
+    def weights_of(self, segment: str) -> SegmentWeights:
+        return self.period_weights.get(segment) or self.period_weights[OTHER_SEGMENT]
+
+    def variant(self, key: str) -> VariantInfo:
+        return self.variants[self.variant_index[key]]
+
+
+def load_runtime(*, session: Session, key: str) -> Runtime:
+    experiment = get_experiment(session=session, key=key)
+    period = None
+    if experiment.current_period:
+        period = session.exec(
+            select(AllocationPeriod).where(
+                AllocationPeriod.experiment_id == experiment.id,
+                AllocationPeriod.number == experiment.current_period,
+            )
+        ).first()
+    return build_runtime(experiment, period)
+
+
+def build_runtime(experiment: Experiment, period: AllocationPeriod | None) -> Runtime:
+    variants = tuple(VariantInfo(v.key, v.factors, v.payload) for v in experiment.variants)
+    index = {v.key: i for i, v in enumerate(variants)}
+    declared = np.array([v.weight for v in experiment.variants], dtype=float)
+    stored = period.weights if period else {}
+    period_weights = {}
+    for segment in [s.key for s in experiment.segments] + [OTHER_SEGMENT]:
+        weights = declared
+        if segment in stored:
+            weights = np.array([stored[segment].get(v.key, 0.0) for v in variants], dtype=float)
+        weights = weights / weights.sum()
+        period_weights[segment] = SegmentWeights(weights, np.cumsum(weights))
+    quiet = None
+    if experiment.quiet_hours_start is not None:
+        quiet = QuietHours(experiment.quiet_hours_start, experiment.quiet_hours_end)
+    return Runtime(
+        experiment_id=experiment.id,
+        key=experiment.key,
+        status=experiment.status,
+        allocation=experiment.allocation,
+        stickiness=experiment.stickiness,
+        control=experiment.control,
+        winner=experiment.winner,
+        holdout=experiment.holdout,
+        holdout_seed=experiment.holdout_seed,
+        quiet_hours=quiet,
+        update_every_seconds=experiment.update_every_seconds,
+        min_weight=experiment.min_weight,
+        min_units_per_arm=experiment.min_units_per_arm,
+        next_reweight_at=experiment.next_reweight_at,
+        variants=variants,
+        variant_index=index,
+        segment_rules=tuple((s.key, s.rule) for s in experiment.segments),
+        metrics=tuple(m.key for m in experiment.metrics),
+        period=period.number if period else 0,
+        period_seed=period.seed if period else 0,
+        period_weights=period_weights,
+    )
+
+
+class RuntimeCache:
+    """Runtimes per experiment key, each kept for `ttl` seconds (0: always reload)."""
+
+    def __init__(self, ttl: float = 1.0):
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Runtime]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, *, session: Session, key: str) -> Runtime:
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < self.ttl:
+            return entry[1]
+        runtime = load_runtime(session=session, key=key)
+        with self._lock:
+            self._entries[key] = (now, runtime)
+        return runtime
+
+    def invalidate(self, key: str | None = None) -> None:
+        with self._lock:
+            if key is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(key, None)

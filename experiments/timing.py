@@ -1,0 +1,85 @@
+"""When to send: a variant's `send` instruction, the unit's time zone and the quiet hours."""
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from experiments.errors import BadRequest
+from experiments.spec import QuietHours
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA time zone `name`, or a 400 naming it."""
+    try:
+        if not name or name.startswith(("/", ".")) or ".." in name:
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:
+        raise BadRequest(
+            f"Unknown time zone '{name}': use an IANA name such as 'Europe/Paris'.",
+            {"timezone": [f"Unknown time zone '{name}'."]},
+        ) from error
+
+
+def send_at(
+    send: dict | None,
+    now: datetime,
+    tz: ZoneInfo | None,
+    quiet_hours: QuietHours | None,
+) -> datetime | None:
+    """The UTC time to send at, or None when it cannot be known (a local hour, no time zone).
+
+    - `{"delay_minutes": m}`: now + m minutes.
+    - `{"local_hour": h}` (optionally `"local_minute"`): the next h:00 local time at or after now.
+    - no instruction: now.
+    Then, with a time zone, a time inside the quiet hours moves to their end (local time).
+    """
+    send = send or {}
+    if "delay_minutes" in send:
+        moment = now + timedelta(minutes=float(send["delay_minutes"]))
+    elif "local_hour" in send:
+        if tz is None:
+            return None
+        moment = next_local_time(now, tz, int(send["local_hour"]), int(send.get("local_minute", 0)))
+    else:
+        moment = now
+    if tz is not None and quiet_hours is not None:
+        moment = leave_quiet_hours(moment, tz, quiet_hours)
+    return moment.astimezone(UTC)
+
+
+def next_local_time(now: datetime, tz: ZoneInfo, hour: int, minute: int = 0) -> datetime:
+    """The first instant at or after `now` whose local wall clock reads hour:minute.
+
+    On the day clocks spring forward, a wall time inside the gap does not exist; it is read
+    with the offset from before the change, which lands just after the gap (02:30 → 03:30).
+    On the day they fall back, the first of the two instants is taken.
+    """
+    local_now = now.astimezone(tz)
+    for days in range(3):
+        day = local_now.date() + timedelta(days=days)
+        candidate = _wall_clock(day, time(hour, minute), tz)
+        if candidate >= now:
+            return candidate
+    raise AssertionError("unreachable: a wall time recurs within two days")
+
+
+def leave_quiet_hours(moment: datetime, tz: ZoneInfo, quiet: QuietHours) -> datetime:
+    """`moment` if it is outside the local quiet hours [start, end), else the end of them."""
+    local = moment.astimezone(tz)
+    hour = local.hour
+    inside = (
+        (quiet.start <= hour < quiet.end)
+        if quiet.start < quiet.end
+        else (hour >= quiet.start or hour < quiet.end)
+    )
+    if not inside:
+        return moment
+    day = local.date()
+    if quiet.start > quiet.end and hour >= quiet.start:
+        day += timedelta(days=1)  # the quiet night ends tomorrow morning
+    return _wall_clock(day, time(quiet.end), tz)
+
+
+def _wall_clock(day, at: time, tz: ZoneInfo) -> datetime:
+    # Round-trip through UTC so that a wall time in a spring-forward gap becomes a real instant.
+    return datetime.combine(day, at, tzinfo=tz).astimezone(UTC).astimezone(tz)
