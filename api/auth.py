@@ -1,15 +1,17 @@
 """Bearer-token authentication and scope checks, declared on each view method."""
 
 import functools
+import time
 from copy import deepcopy
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_smorest import abort
 
 from api.db import get_database
 from experiments import keys
 from experiments.models import ApiKey
 
+KEY_CACHE = "kairos.key_cache"
 SECURITY_SCHEME = {"type": "http", "scheme": "bearer", "description": "An API key's token."}
 
 
@@ -34,10 +36,7 @@ def authorize(scope: str) -> ApiKey:
     kind, _, token = header.partition(" ")
     if kind.lower() != "bearer" or not token.strip():
         abort(401)
-    # A short read of its own, so that a writing request does not hold SQLite's write lock
-    # while it is still being authenticated.
-    with get_database().session() as session:
-        key = keys.authenticate(session=session, token=token.strip())
+    key = _authenticate(token.strip())
     if key is None:
         abort(401, message="Invalid or revoked API key.")
     if scope not in keys.granted_scopes(key):
@@ -47,6 +46,28 @@ def authorize(scope: str) -> ApiKey:
             f"'{scope}' scope this request needs.",
         )
     g.api_key = key
+    return key
+
+
+def _authenticate(token: str) -> ApiKey | None:
+    """The key of this token, remembered for KAIROS_CACHE_SECONDS: a key lookup per request
+    would cost as much as the assignment it guards. A revocation so takes effect everywhere
+    within that time."""
+    ttl = current_app.config["KAIROS_CACHE_SECONDS"]
+    remembered = current_app.extensions.setdefault(KEY_CACHE, {})
+    digest = keys.hash_token(token)
+    now = time.monotonic()
+    entry = remembered.get(digest)
+    if entry is not None and now - entry[0] < ttl:
+        return entry[1]
+    # A short read of its own, so that a writing request does not hold SQLite's write lock
+    # while it is still being authenticated.
+    with get_database().session() as session:
+        key = keys.authenticate(session=session, token=token)
+    if ttl > 0:
+        if len(remembered) > 10_000:
+            remembered.clear()
+        remembered[digest] = (now, key)
     return key
 
 

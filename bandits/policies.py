@@ -5,6 +5,7 @@ themselves on construction (a clear ValueError) and take their randomness inject
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special, stats
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,8 @@ class FixedSplit:
         if abs(weights.sum() - 1.0) > 1e-6:
             raise ValueError(f"Weights must sum to 1, not {weights.sum():.6g}.")
 
-    def weights_for(self, arms: BetaArms | None = None, rng=None) -> np.ndarray:
+    def weights_for(self, arms: BetaArms | None = None) -> np.ndarray:
         return np.asarray(self.weights, dtype=float)
-
-
-# Draws of the posterior used to estimate each arm's probability of being best. The estimate's
-# standard error is at most 0.5 / sqrt(draws): 40,000 draws keep it under 0.0025, so weights
-# are stable to ±0.005 (two standard errors) from one reweight to a rerun of it.
-THOMPSON_DRAWS = 40_000
 
 
 @dataclass(frozen=True)
@@ -71,32 +66,62 @@ class ThompsonSampling:
     Allocating in proportion to P(best) is Thompson sampling done in batches (by periods), as
     GrowthBook, Statsig and Braze do: every unit of a period sees the same weights, so each
     assignment's propensity is known exactly and the data stay analysable.
+
+    P(best) is computed by numerical integration rather than by sampling: it is exact to
+    about 1e-6 and deterministic, where Monte Carlo needs ~100,000 draws per segment (70 ms for
+    eight arms) to be stable to ±0.005. `prob_best_monte_carlo` is kept as the cross-check.
     """
 
     min_weight: float = 0.01
-    draws: int = THOMPSON_DRAWS
 
     def __post_init__(self):
         if not 0 <= self.min_weight < 1:
             raise ValueError("min_weight must be in [0, 1).")
-        if self.draws < 1000:
-            raise ValueError("Use at least 1,000 draws; fewer make the weights noisy.")
 
-    def weights_for(self, arms: BetaArms, rng: np.random.Generator) -> np.ndarray:
+    def weights_for(self, arms: BetaArms) -> np.ndarray:
         k = len(arms)
         if self.min_weight * k >= 1:
             raise ValueError(
                 f"min_weight {self.min_weight} leaves nothing to allocate to {k} arms."
             )
-        best = prob_best(arms, rng, self.draws)
-        return apply_floor(best, self.min_weight)
+        return apply_floor(prob_best(arms), self.min_weight)
 
 
-def prob_best(arms: BetaArms, rng: np.random.Generator, draws: int = THOMPSON_DRAWS) -> np.ndarray:
-    """P(arm has the highest rate), by Monte Carlo over the joint posterior (vectorised)."""
+def prob_best(arms: BetaArms) -> np.ndarray:
+    """P(arm i has the highest rate) = ∫ f_i(x) · Π_{j≠i} F_j(x) dx, by the trapezoid rule.
+
+    The grid joins, for every arm, evenly spaced points between its 1e-12 and 1 − 1e-12
+    quantiles, so even a very concentrated posterior is sampled densely where its mass is.
+    The product over the other arms is built from prefix and suffix sums of log-CDFs (no
+    division, so a CDF of exactly 0 is harmless).
+    """
+    a, b = arms.alpha, arms.beta
+    k = len(arms)
+    if k == 1:
+        return np.ones(1)
+    per_arm = max(64, 4096 // k)
+    low = special.betaincinv(a, b, 1e-12)
+    high = special.betaincinv(a, b, 1 - 1e-12)
+    grid = np.unique(
+        np.concatenate([np.linspace(lo, hi, per_arm) for lo, hi in zip(low, high, strict=True)])
+    )
+    with np.errstate(divide="ignore"):
+        log_cdf = np.log(special.betainc(a[:, None], b[:, None], grid[None, :]))
+    log_pdf = stats.beta.logpdf(grid[None, :], a[:, None], b[:, None])
+    prefix = np.vstack([np.zeros(grid.size), np.cumsum(log_cdf, axis=0)[:-1]])
+    suffix = np.vstack([np.cumsum(log_cdf[::-1], axis=0)[:-1][::-1], np.zeros(grid.size)])
+    integrand = np.exp(log_pdf + prefix + suffix)
+    probabilities = np.trapezoid(integrand, grid, axis=1)
+    return probabilities / probabilities.sum()
+
+
+def prob_best_monte_carlo(
+    arms: BetaArms, rng: np.random.Generator, draws: int = 100_000
+) -> np.ndarray:
+    """P(best) by sampling the joint posterior (vectorised): the reference `prob_best` is
+    checked against. Its standard error is at most 0.5 / sqrt(draws)."""
     samples = rng.beta(arms.alpha, arms.beta, size=(draws, len(arms)))
-    winners = np.argmax(samples, axis=1)
-    return np.bincount(winners, minlength=len(arms)) / draws
+    return np.bincount(np.argmax(samples, axis=1), minlength=len(arms)) / draws
 
 
 def apply_floor(weights: np.ndarray, min_weight: float) -> np.ndarray:
@@ -131,7 +156,6 @@ def segment_weights(
     successes: np.ndarray,
     trials: np.ndarray,
     policy: ThompsonSampling,
-    rng: np.random.Generator,
     pseudo_units: float,
 ) -> np.ndarray:
     """Thompson weights per segment, shape (segments, arms), each segment's posterior starting
@@ -141,7 +165,7 @@ def segment_weights(
     prior_alpha, prior_beta = pooled_prior(successes, trials, pseudo_units)
     return np.vstack(
         [
-            policy.weights_for(BetaArms(prior_alpha + s, prior_beta + n - s), rng)
+            policy.weights_for(BetaArms(prior_alpha + s, prior_beta + n - s))
             for s, n in zip(successes, trials, strict=True)
         ]
     )

@@ -13,19 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-import numpy as np
-from sqlalchemy import select
-from sqlmodel import Session
-
-from bandits.hashing import buckets, pick_many
-from experiments.db import dialect_insert
+from bandits.hashing import bucket, pick
+from experiments.assignment_store import AssignmentStore
+from experiments.db import Database
 from experiments.errors import Conflict
-from experiments.models import Assignment, utcnow
+from experiments.models import utcnow
 from experiments.reweight import maybe_reweight
 from experiments.runtime import Runtime, RuntimeCache
 from experiments.segmentation import segment_of
 from experiments.spec import HOLDOUT_ARM
-from experiments.stats import add_units
 from experiments.timing import send_at, zone
 
 MAX_BATCH = 10_000
@@ -68,51 +64,68 @@ def _zone(name: str):
 
 def assign(
     *,
-    session: Session,
+    database: Database,
     cache: RuntimeCache,
     experiment_key: str,
     units: list[UnitRequest],
     now: datetime | None = None,
 ) -> list[AssignmentAnswer]:
-    """Assign every unit (answers in request order), storing new assignments in bulk."""
+    """Assign every unit (answers in request order), storing new assignments in bulk.
+
+    It takes the database rather than a session: it runs its own short transaction on the
+    driver connection (see experiments/assignment_store.py).
+    """
     now = now or utcnow()
     zones = [_zone(u.timezone) if u.timezone else None for u in units]  # 400 before any write
-    runtime = cache.get(session=session, key=experiment_key)
+    runtime = cache.get(database=database, key=experiment_key)
     if runtime.status == "concluded":
         return _winner_answers(runtime, units, zones, now)
     if runtime.status != "running":
         raise Conflict(
             f"Experiment '{experiment_key}' is {runtime.status}: it assigns only while running."
         )
-    runtime = maybe_reweight(session=session, cache=cache, runtime=runtime, now=now)
+    runtime = maybe_reweight(database=database, cache=cache, runtime=runtime, now=now)
     segments = [segment_of(runtime.segment_rules, u.attributes) for u in units]
-
-    stored: dict[str, dict] = {}
-    if runtime.stickiness == "unit":
-        stored = _stored_assignments(session, runtime, {u.unit_id for u in units})
-
+    sticky = runtime.stickiness == "unit"
     send_times = _SendTimes(runtime, now)
-    decisions = _decide(runtime, units, segments, stored)
-    inserted = _store(session, runtime, decisions, now, zones, units, send_times)
-    if runtime.stickiness == "unit" and len(inserted) < len(decisions):
-        # Another worker stored some of these units first: theirs is the answer.
-        lost = [d for d in decisions if d["id"] not in inserted]
-        stored.update(_stored_assignments(session, runtime, {d["unit_id"] for d in lost}))
-    counts = Counter(
-        (d["period"], d["segment"], d["variant"] or HOLDOUT_ARM)
-        for d in decisions
-        if d["id"] in inserted
-    )
-    add_units(
-        session=session, experiment_id=runtime.experiment_id, metrics=runtime.metrics, counts=counts
-    )
-    session.commit()
+
+    with AssignmentStore.of(database).transaction() as store:
+        stored = (
+            store.stored(runtime.experiment_id, list({u.unit_id for u in units})) if sticky else {}
+        )
+        decisions = _decide(runtime, units, segments, stored)
+        tz_of = dict(zip((u.unit_id for u in units), zones, strict=True))
+        inserted = store.insert(
+            [
+                {
+                    **d,
+                    "experiment_id": runtime.experiment_id,
+                    "sticky_unit": d["unit_id"] if sticky else None,
+                    "assigned_at": now,
+                    "send_at": send_times(d["variant"], tz_of[d["unit_id"]]),
+                }
+                for d in decisions
+            ]
+        )
+        if sticky and len(inserted) < len(decisions):
+            # Another node stored some of these units first: its answer stands.
+            lost = [d["unit_id"] for d in decisions if d["id"] not in inserted]
+            stored.update(store.stored(runtime.experiment_id, lost))
+        store.add_units(
+            runtime.experiment_id,
+            runtime.metrics,
+            Counter(
+                (d["period"], d["segment"], d["variant"] or HOLDOUT_ARM)
+                for d in decisions
+                if d["id"] in inserted
+            ),
+        )
 
     by_unit = {d["unit_id"]: d for d in decisions}
     answers = []
     next_decision = iter(decisions)
     for unit, tz in zip(units, zones, strict=True):
-        if runtime.stickiness == "unit":
+        if sticky:
             row = stored.get(unit.unit_id) or by_unit[unit.unit_id]
         else:
             row = next(next_decision)
@@ -136,90 +149,34 @@ def _decide(
         return []
 
     ids = new_ids(len(todo))
-    unit_ids = [unit.unit_id for unit, _ in todo]
-    held_out = np.zeros(len(todo), dtype=bool)
-    if runtime.holdout > 0:
-        held_out = buckets(runtime.holdout_seed, unit_ids) < runtime.holdout
-    # Unit stickiness hashes the unit alone: the same unit gets the same variant from every
-    # node. A decision is fresh each time, so it hashes the unit with its decision's id.
-    keys = (
-        unit_ids
-        if runtime.stickiness == "unit"
-        else [f"{u}:{i}" for u, i in zip(unit_ids, ids, strict=True)]
-    )
-    positions = buckets(runtime.period_seed, keys)
-    chosen = np.empty(len(todo), dtype=np.int64)
-    propensity = np.empty(len(todo), dtype=float)
-    segment_array = np.array([segment for _, segment in todo], dtype=object)
-    for segment in set(segment_array):
-        mask = segment_array == segment
-        weights = runtime.weights_of(segment)
-        chosen[mask] = pick_many(weights.cumulative, positions[mask])
-        propensity[mask] = weights.weights[chosen[mask]]
-
+    holdout_share = runtime.holdout
     decisions = []
-    for i, (unit, segment) in enumerate(todo):
-        holdout = bool(held_out[i])
+    for (unit, segment), assignment_id in zip(todo, ids, strict=True):
+        unit_id = unit.unit_id
+        if holdout_share > 0 and bucket(runtime.holdout_seed, unit_id) < holdout_share:
+            variant, propensity, holdout = None, holdout_share, True
+        else:
+            # Unit stickiness hashes the unit alone: the same unit gets the same variant from
+            # every node. A decision is fresh each time, so it hashes the unit with its id.
+            key = unit_id if runtime.stickiness == "unit" else f"{unit_id}:{assignment_id}"
+            weights = runtime.weights_of(segment)
+            index = pick(weights.cumulative, bucket(runtime.period_seed, key))
+            # The propensity is the weight that chose the variant (given the unit was not held
+            # out): exactly what inverse-propensity weighting needs.
+            variant = runtime.variants[index].key
+            propensity, holdout = weights.weights[index], False
         decisions.append(
             {
-                "id": ids[i],
-                "unit_id": unit.unit_id,
-                "variant": None if holdout else runtime.variants[chosen[i]].key,
+                "id": assignment_id,
+                "unit_id": unit_id,
+                "variant": variant,
                 "segment": segment,
                 "period": runtime.period,
-                # The holdout's propensity is its share; a variant's is the weight that chose it
-                # (given the unit was not held out), exactly what inverse weighting needs.
-                "propensity": runtime.holdout if holdout else float(propensity[i]),
+                "propensity": propensity,
                 "holdout": holdout,
             }
         )
     return decisions
-
-
-def _store(session, runtime, decisions, now, zones, units, send_times) -> set[str]:
-    """Insert the new assignments in one statement; the ids actually inserted."""
-    if not decisions:
-        return set()
-    tz_of = dict(zip((u.unit_id for u in units), zones, strict=True))
-    rows = [
-        {
-            "id": d["id"],
-            "experiment_id": runtime.experiment_id,
-            "unit_id": d["unit_id"],
-            "sticky_unit": d["unit_id"] if runtime.stickiness == "unit" else None,
-            "variant": d["variant"],
-            "segment": d["segment"],
-            "period": d["period"],
-            "propensity": d["propensity"],
-            "holdout": d["holdout"],
-            "assigned_at": now,
-            "send_at": send_times(d["variant"], tz_of[d["unit_id"]]),
-        }
-        for d in decisions
-    ]
-    statement = dialect_insert(session, Assignment.__table__)
-    if runtime.stickiness == "unit":
-        statement = statement.on_conflict_do_nothing(
-            index_elements=["experiment_id", "sticky_unit"]
-        )
-    result = session.execute(statement.returning(Assignment.__table__.c.id), rows)
-    return {row[0] for row in result}
-
-
-def _stored_assignments(session: Session, runtime: Runtime, unit_ids: set[str]) -> dict[str, dict]:
-    if not unit_ids:
-        return {}
-    table = Assignment.__table__
-    query = select(
-        table.c.id,
-        table.c.unit_id,
-        table.c.variant,
-        table.c.segment,
-        table.c.period,
-        table.c.propensity,
-        table.c.holdout,
-    ).where(table.c.experiment_id == runtime.experiment_id, table.c.sticky_unit.in_(unit_ids))
-    return {row.unit_id: dict(row._mapping) for row in session.execute(query)}
 
 
 class _SendTimes:

@@ -66,6 +66,7 @@ class Database:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._on_dispose: list = []
 
     @property
     def dialect(self) -> str:
@@ -83,13 +84,23 @@ class Database:
         finally:
             session.close()
 
+    def on_dispose(self, callback) -> None:
+        """Call `callback` when this database is disposed (to close connections kept aside)."""
+        self._on_dispose.append(callback)
+
     def dispose(self) -> None:
+        for callback in self._on_dispose:
+            callback()
         self.engine.dispose()
 
 
 def dialect_insert(session, table):
     """An INSERT that knows `ON CONFLICT` in the session's dialect (SQLite or PostgreSQL)."""
-    if session.get_bind().dialect.name == "postgresql":
+    return dialect_insert_for(session.get_bind().dialect.name, table)
+
+
+def dialect_insert_for(dialect: str, table):
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert

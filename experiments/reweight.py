@@ -14,10 +14,11 @@ from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from bandits.policies import ThompsonSampling, segment_weights
+from experiments.db import Database
 from experiments.errors import Conflict
 from experiments.lifecycle import get_experiment, new_seed
 from experiments.models import AllocationPeriod, ArmStats, Experiment, Metric, utcnow
-from experiments.runtime import Runtime, RuntimeCache
+from experiments.runtime import Runtime, RuntimeCache, load_runtime
 from experiments.spec import HOLDOUT_ARM, OTHER_SEGMENT
 
 # How many units the pooled (all-segment) rate of an arm is worth in a segment's prior. A cold
@@ -27,7 +28,7 @@ PRIOR_PSEUDO_UNITS = 10.0
 
 
 def maybe_reweight(
-    *, session: Session, cache: RuntimeCache, runtime: Runtime, now: datetime
+    *, database: Database, cache: RuntimeCache, runtime: Runtime, now: datetime
 ) -> Runtime:
     """Reweight if a scheduled reweight is due and this request wins the claim on it."""
     if (
@@ -36,25 +37,28 @@ def maybe_reweight(
         or now < runtime.next_reweight_at
     ):
         return runtime
-    claimed = session.execute(
-        update(Experiment)
-        .where(
-            Experiment.id == runtime.experiment_id,
-            Experiment.status == "running",
-            Experiment.next_reweight_at <= now,
-        )
-        .values(next_reweight_at=now + timedelta(seconds=runtime.update_every_seconds))
-    ).rowcount
-    if claimed:
-        weights = compute_weights(session=session, runtime=runtime, now=now)
-        try:
-            if weights is not None:
-                _open_period(session, runtime, weights, now)
-            session.commit()
-        except Conflict:  # an on-demand reweight got there first; its period stands
+    with database.session(write=True) as session:
+        claimed = session.execute(
+            update(Experiment)
+            .where(
+                Experiment.id == runtime.experiment_id,
+                Experiment.status == "running",
+                Experiment.next_reweight_at <= now,
+            )
+            .values(next_reweight_at=now + timedelta(seconds=runtime.update_every_seconds))
+        ).rowcount
+        if claimed:
+            weights = compute_weights(session=session, runtime=runtime, now=now)
+            try:
+                if weights is not None:
+                    _open_period(session, runtime, weights, now)
+                session.commit()
+            except Conflict:  # an on-demand reweight got there first; its period stands
+                session.rollback()
+        else:
             session.rollback()
     cache.invalidate(runtime.key)
-    return cache.get(session=session, key=runtime.key)
+    return cache.get(database=database, key=runtime.key)
 
 
 def reweight(
@@ -68,7 +72,7 @@ def reweight(
     if experiment.status != "running":
         raise Conflict(f"Experiment '{key}' is {experiment.status}: only a running one reweights.")
     cache.invalidate(key)
-    runtime = cache.get(session=session, key=key)
+    runtime = load_runtime(session=session, key=key)
     weights = compute_weights(session=session, runtime=runtime, now=now, explain=True)
     period = _open_period(session, runtime, weights, now)
     session.execute(
@@ -101,9 +105,7 @@ def compute_weights(
                 f"(min_units_per_arm); {listed}."
             )
         return None
-    return thompson_weights(
-        successes, trials, segments, variants, runtime.min_weight, seed=new_seed()
-    )
+    return thompson_weights(successes, trials, segments, variants, runtime.min_weight)
 
 
 def thompson_weights(
@@ -112,14 +114,9 @@ def thompson_weights(
     segments: list[str],
     variants: list[str],
     min_weight: float,
-    seed: int,
 ) -> dict[str, dict[str, float]]:
     shares = segment_weights(
-        successes,
-        trials,
-        ThompsonSampling(min_weight=min_weight),
-        np.random.default_rng(seed),
-        PRIOR_PSEUDO_UNITS,
+        successes, trials, ThompsonSampling(min_weight=min_weight), PRIOR_PSEUDO_UNITS
     )
     return {
         segment: {v: round(float(w), 6) for v, w in zip(variants, row, strict=True)}

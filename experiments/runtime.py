@@ -15,6 +15,7 @@ from datetime import datetime
 import numpy as np
 from sqlmodel import Session, select
 
+from experiments.db import Database
 from experiments.lifecycle import get_experiment
 from experiments.models import AllocationPeriod, Experiment
 from experiments.spec import OTHER_SEGMENT, QuietHours
@@ -29,10 +30,11 @@ class VariantInfo:
 
 @dataclass(frozen=True)
 class SegmentWeights:
-    """One segment's weights in a period, aligned with Runtime.variants."""
+    """One segment's weights in a period, aligned with Runtime.variants (plain lists: the hot
+    path picks one unit at a time, where numpy's per-call overhead dominates)."""
 
-    weights: np.ndarray
-    cumulative: np.ndarray
+    weights: list[float]
+    cumulative: list[float]
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,9 @@ def build_runtime(experiment: Experiment, period: AllocationPeriod | None) -> Ru
         if segment in stored:
             weights = np.array([stored[segment].get(v.key, 0.0) for v in variants], dtype=float)
         weights = weights / weights.sum()
-        period_weights[segment] = SegmentWeights(weights, np.cumsum(weights))
+        period_weights[segment] = SegmentWeights(
+            [float(w) for w in weights], [float(c) for c in np.cumsum(weights)]
+        )
     quiet = None
     if experiment.quiet_hours_start is not None:
         quiet = QuietHours(experiment.quiet_hours_start, experiment.quiet_hours_end)
@@ -127,12 +131,13 @@ class RuntimeCache:
         self._entries: dict[str, tuple[float, Runtime]] = {}
         self._lock = threading.Lock()
 
-    def get(self, *, session: Session, key: str) -> Runtime:
+    def get(self, *, database: Database, key: str) -> Runtime:
         now = time.monotonic()
         entry = self._entries.get(key)
         if entry is not None and now - entry[0] < self.ttl:
             return entry[1]
-        runtime = load_runtime(session=session, key=key)
+        with database.session() as session:
+            runtime = load_runtime(session=session, key=key)
         with self._lock:
             self._entries[key] = (now, runtime)
         return runtime

@@ -81,5 +81,8 @@ def leave_quiet_hours(moment: datetime, tz: ZoneInfo, quiet: QuietHours) -> date
 
 
 def _wall_clock(day, at: time, tz: ZoneInfo) -> datetime:
-    # Round-trip through UTC so that a wall time in a spring-forward gap becomes a real instant.
-    return datetime.combine(day, at, tzinfo=tz).astimezone(UTC).astimezone(tz)
+    """The instant, in UTC, when the wall clock in `tz` reads `at` on `day` (fold 0: the first
+    of two on a fall-back night; the offset before the change inside a spring-forward gap).
+    Returned in UTC because an aware local time on a fall-back hour never compares equal to
+    anything in another zone."""
+    return datetime.combine(day, at, tzinfo=tz).astimezone(UTC)

@@ -14,7 +14,7 @@ from api.assignments.schemas import (
     BatchRequestSchema,
 )
 from api.auth import requires, simulated_now
-from api.db import get_runtime_cache, get_session
+from api.db import get_database, get_runtime_cache
 from api.jsonio import json_response
 from experiments.assignment import UnitRequest, assign
 
@@ -33,12 +33,12 @@ def unit_request(data: dict) -> UnitRequest:
 @blp.route("")
 class Assignments(MethodView):
     @requires("assign")
-    @blp.arguments(AssignmentRequestSchema)
+    @blp.arguments(AssignmentRequestSchema())
     @blp.response(200, AssignmentSchema)
     def post(self, body):
         """Assign one unit (sticky and deterministic)"""
         (answer,) = assign(
-            session=get_session(),
+            database=get_database(),
             cache=get_runtime_cache(),
             experiment_key=body["experiment"],
             units=[unit_request(body)],
@@ -50,12 +50,12 @@ class Assignments(MethodView):
 @blp.route("/batch")
 class AssignmentBatch(MethodView):
     @requires("assign")
-    @blp.arguments(BatchRequestSchema)
+    @blp.arguments(BatchRequestSchema())
     @blp.response(200, BatchAnswerSchema)
     def post(self, body):
         """Assign up to 10,000 units; answers in request order"""
         answers = assign(
-            session=get_session(),
+            database=get_database(),
             cache=get_runtime_cache(),
             experiment_key=body["experiment"],
             units=[unit_request(u) for u in body["units"]],

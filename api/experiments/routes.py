@@ -27,7 +27,7 @@ blp = Blueprint(
 @blp.route("")
 class Experiments(MethodView):
     @requires("read")
-    @blp.arguments(ExperimentQuerySchema, location="query")
+    @blp.arguments(ExperimentQuerySchema(), location="query")
     @blp.response(200, ExperimentSchema(many=True))
     @blp.paginate(page_size=100, max_page_size=1000)
     def get(self, query, pagination_parameters):
@@ -42,7 +42,7 @@ class Experiments(MethodView):
         return items
 
     @requires("manage")
-    @blp.arguments(ExperimentInSchema)
+    @blp.arguments(ExperimentInSchema())
     @blp.response(201, ExperimentSchema)
     def post(self, body):
         """Create an experiment, as a draft"""
@@ -85,7 +85,7 @@ class PauseExperiment(MethodView):
 @blp.route("/<key>/conclude")
 class ConcludeExperiment(MethodView):
     @requires("manage")
-    @blp.arguments(ConcludeSchema)
+    @blp.arguments(ConcludeSchema())
     @blp.response(200, ExperimentSchema)
     def post(self, body, key):
         """Conclude a running or paused experiment; from now on every unit gets the winner"""
@@ -99,7 +99,7 @@ class ConcludeExperiment(MethodView):
 @blp.route("/<key>/reweight")
 class ReweightExperiment(MethodView):
     @requires("manage")
-    @blp.arguments(ReweightSchema)
+    @blp.arguments(ReweightSchema())
     @blp.response(200, PeriodSchema)
     def post(self, body, key):
         """Reweight a Thompson-sampling experiment now: opens its next allocation period"""
