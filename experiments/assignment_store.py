@@ -12,6 +12,7 @@ naive UTC text in SQLAlchemy's format, so the ORM reads them back unchanged.
 """
 
 import contextlib
+import fcntl
 import json
 import threading
 import weakref
@@ -60,6 +61,10 @@ class AssignmentStore:
         self.postgres = database.dialect == "postgresql"
         self._local = threading.local()
         self._connections: list = []
+        self._lock_files: list = []
+        self.lock_path = None
+        if not self.postgres and database.url.database not in (None, "", ":memory:"):
+            self.lock_path = f"{database.url.database}-kairos-write.lock"
         self._lock = threading.Lock()
         database.on_dispose(self.close)
 
@@ -69,6 +74,22 @@ class AssignmentStore:
         if store is None:
             store = cls._stores[database] = cls(database)
         return store
+
+    def _write_lock(self):
+        """SQLite only: this thread's handle on a lock file beside the database.
+
+        SQLite's own wait for its write lock (busy_timeout) sleeps 1, 2, 5, 10… ms between
+        tries, so writers that collide mostly sleep: throughput drops and p99 climbs to
+        hundreds of ms. A blocking flock() on a file hands the lock over the moment it is
+        released, between threads and between worker processes alike (each thread opens the
+        file itself: flock belongs to an open file, not to a process).
+        """
+        handle = getattr(self._local, "lock_file", None)
+        if handle is None:
+            handle = self._local.lock_file = open(self.lock_path, "a+b")  # noqa: SIM115
+            with self._lock:
+                self._lock_files.append(handle)
+        return handle
 
     def _connection(self):
         connection = getattr(self._local, "connection", None)
@@ -87,6 +108,10 @@ class AssignmentStore:
         for connection in connections:
             with contextlib.suppress(Exception):
                 connection.close()
+        with self._lock:
+            lock_files, self._lock_files = self._lock_files, []
+        for handle in lock_files:
+            handle.close()
         self._local = threading.local()
 
     def _discard(self) -> None:
@@ -101,6 +126,20 @@ class AssignmentStore:
 
     @contextmanager
     def transaction(self) -> Iterator["_Transaction"]:
+        if self.lock_path is None:
+            with self._transaction() as transaction:
+                yield transaction
+            return
+        lock = self._write_lock()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with self._transaction() as transaction:
+                yield transaction
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _transaction(self) -> Iterator["_Transaction"]:
         connection = self._connection()
         try:
             cursor = connection.cursor()

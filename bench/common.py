@@ -1,0 +1,179 @@
+"""Shared pieces of the benchmarks: servers on loopback, wrk runs, medians, printing."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+WORKERS, THREADS = 2, 4  # `kairos serve` defaults, used for every server measured
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def kairos_server(database_url: str | None = None):
+    """`kairos serve` on a fresh SQLite file; yields (base URL, admin token, env)."""
+    workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAIROS_DATABASE_URL": database_url or f"sqlite:///{workdir}/kairos.sqlite3",
+        "KAIROS_SECRET_KEY": "bench",
+        "KAIROS_LOG_LEVEL": "WARNING",
+    }
+    log = (workdir / "server.log").open("w+")
+    process = subprocess.Popen(
+        [
+            str(BIN / "kairos"),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(WORKERS),
+            "--threads",
+            str(THREADS),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/health")
+        log.seek(0)
+        token = re.search(r"^\s+(kairos_\S+)\s*$", log.read(), re.M).group(1)
+        yield base, token, env
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def echo_server():
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "bench.echo_app:app",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(WORKERS),
+            "--threads",
+            str(THREADS),
+            "--worker-class",
+            "gthread",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def call(method: str, url: str, token: str | None = None, body=None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read() or b"null")
+
+
+def need(command: str, package: str) -> str:
+    found = shutil.which(command)
+    if not found:
+        raise SystemExit(f"{command} is needed: apt-get install {package}")
+    return found
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url: str, script: str, connections: int, seconds: int, threads: int = 2) -> dict:
+    """Run wrk with a Lua script; requests/s, latency percentiles (ms) and error counts."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    result = subprocess.run(
+        [
+            need("wrk", "wrk"),
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            handle.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    os.unlink(handle.name)
+    out = result.stdout
+    latencies = {
+        p: float(v) * _UNITS[u]
+        for p, v, u in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    }
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": latencies.get("50"),
+        "p99": latencies.get("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "raw": out,
+    }
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def row(*cells, widths=(44, 16, 16, 12)) -> str:
+    return "".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False))
