@@ -16,8 +16,13 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-bench: install
+bench: install $(VENV)/.bench-stamp
+	@command -v wrk >/dev/null || scripts/ensure-wrk
 	$(BIN)/python -m bench
+
+$(VENV)/.bench-stamp: pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
 
 install: $(STAMP)
 

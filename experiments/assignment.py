@@ -89,24 +89,30 @@ def assign(
     sticky = runtime.stickiness == "unit"
     send_times = _SendTimes(runtime, now)
 
+    # Everything that needs no lock is done before taking it: decisions for every unit as if
+    # it were new (deterministic, so a stored unit's would be the same), and their rows.
+    candidates = _decide(runtime, units, segments)
+    tz_of = dict(zip((u.unit_id for u in units), zones, strict=True))
+    rows = [
+        {
+            **d,
+            "experiment_id": runtime.experiment_id,
+            "sticky_unit": d["unit_id"] if sticky else None,
+            "assigned_at": now,
+            "send_at": send_times(d["variant"], tz_of[d["unit_id"]]),
+        }
+        for d in candidates
+    ]
+
     with AssignmentStore.of(database).transaction() as store:
         stored = (
-            store.stored(runtime.experiment_id, list({u.unit_id for u in units})) if sticky else {}
+            store.stored(runtime.experiment_id, [d["unit_id"] for d in candidates])
+            if sticky
+            else {}
         )
-        decisions = _decide(runtime, units, segments, stored)
-        tz_of = dict(zip((u.unit_id for u in units), zones, strict=True))
-        inserted = store.insert(
-            [
-                {
-                    **d,
-                    "experiment_id": runtime.experiment_id,
-                    "sticky_unit": d["unit_id"] if sticky else None,
-                    "assigned_at": now,
-                    "send_at": send_times(d["variant"], tz_of[d["unit_id"]]),
-                }
-                for d in decisions
-            ]
-        )
+        decisions = [d for d in candidates if d["unit_id"] not in stored]
+        fresh = [r for r in rows if r["unit_id"] not in stored] if stored else rows
+        inserted = store.insert(fresh)
         if sticky and len(inserted) < len(decisions):
             # Another node stored some of these units first: its answer stands.
             lost = [d["unit_id"] for d in decisions if d["id"] not in inserted]
@@ -133,15 +139,13 @@ def assign(
     return answers
 
 
-def _decide(
-    runtime: Runtime, units: list[UnitRequest], segments: list[str], stored: dict
-) -> list[dict]:
-    """New assignments for the units that have none (each unit once under `unit` stickiness)."""
+def _decide(runtime: Runtime, units: list[UnitRequest], segments: list[str]) -> list[dict]:
+    """A new assignment for every unit (each unit once under `unit` stickiness)."""
     todo: list[tuple[UnitRequest, str]] = []
     seen: set[str] = set()
     for unit, segment in zip(units, segments, strict=True):
         if runtime.stickiness == "unit":
-            if unit.unit_id in stored or unit.unit_id in seen:
+            if unit.unit_id in seen:
                 continue
             seen.add(unit.unit_id)
         todo.append((unit, segment))

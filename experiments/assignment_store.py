@@ -46,6 +46,34 @@ def sqlite_time(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def sqlite_rows(rows: list[dict]) -> list[tuple]:
+    """Rows as SQLite parameters. A batch shares one `assigned_at` and a few `send_at`s, so
+    each distinct time is formatted once (strftime per row was a tenth of a batch's time)."""
+    formatted: dict = {None: None}
+
+    def text(moment):
+        if moment not in formatted:
+            formatted[moment] = sqlite_time(moment)
+        return formatted[moment]
+
+    return [
+        (
+            r["id"],
+            r["experiment_id"],
+            r["unit_id"],
+            r["sticky_unit"],
+            r["variant"],
+            r["segment"],
+            r["period"],
+            r["propensity"],
+            int(r["holdout"]),
+            text(r["assigned_at"]),
+            text(r["send_at"]),
+        )
+        for r in rows
+    ]
+
+
 class AssignmentStore:
     """The hot path's transactions on one database, SQLite or PostgreSQL.
 
@@ -224,22 +252,7 @@ class _Transaction:
             f"INSERT INTO assignment ({', '.join(COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(COLUMNS))}) "
             "ON CONFLICT (experiment_id, sticky_unit) DO NOTHING",
-            [
-                (
-                    r["id"],
-                    r["experiment_id"],
-                    r["unit_id"],
-                    r["sticky_unit"],
-                    r["variant"],
-                    r["segment"],
-                    r["period"],
-                    r["propensity"],
-                    int(r["holdout"]),
-                    sqlite_time(r["assigned_at"]),
-                    sqlite_time(r["send_at"]),
-                )
-                for r in rows
-            ],
+            sqlite_rows(rows),
         )
         if connection.total_changes - before == len(rows):
             return {r["id"] for r in rows}

@@ -5,7 +5,6 @@ schema dump per unit would cost more than the assignment itself.
 """
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.assignments.schemas import (
     AssignmentRequestSchema,
@@ -16,6 +15,7 @@ from api.assignments.schemas import (
 from api.auth import requires, simulated_now
 from api.db import get_database, get_runtime_cache
 from api.jsonio import json_response
+from api.parser import Blueprint
 from experiments.assignment import UnitRequest, assign
 
 blp = Blueprint(

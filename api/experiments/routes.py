@@ -1,7 +1,6 @@
 """/v1/experiments: create, list, read, and the lifecycle actions."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import requires, simulated_now
 from api.db import get_runtime_cache, get_session
@@ -13,6 +12,7 @@ from api.experiments.schemas import (
     PeriodSchema,
     ReweightSchema,
 )
+from api.parser import Blueprint
 from experiments import lifecycle, reweight
 from experiments.spec import ExperimentSpec
 

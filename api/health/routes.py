@@ -1,10 +1,10 @@
 """/health: is the service up, and can it reach its database?"""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.db import get_database
+from api.parser import Blueprint
 from experiments import health
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness.")

@@ -1,0 +1,98 @@
+"""Batch assignment over HTTP: 1,000 new units a request, every one stored.
+
+Target: ≥ 25,000 stored assignments/s on 2 cores (the client runs on the same cores).
+The count of stored rows is checked against the count answered.
+"""
+
+import http.client
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import orjson
+
+from bench.common import call, kairos_server
+
+BATCH, CLIENTS, SECONDS = 1_000, 4, 20
+
+EXPERIMENT = {
+    "key": "bench-batch",
+    "name": "Bench: batch assignments",
+    "allocation": "thompson",
+    "factors": {"timing": ["morning", "evening"], "channel": ["email", "push"]},
+    "control": "timing=morning,channel=email",
+    "segments": [
+        {"key": "newcomers", "rule": {"attribute": "days_since_signup", "op": "lt", "value": 14}}
+    ],
+    "metrics": [{"key": "activated", "role": "primary"}],
+    "holdout": 0.05,
+}
+
+
+def client(base: str, token: str, worker: int, deadline: float, results: list) -> None:
+    url = urlparse(base)
+    # A new connection per request: a kept-alive one stays with the gunicorn worker that
+    # accepted it, and a few clients would then load one worker (one core) and idle the other.
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    sent = answered = 0
+    latencies = []
+    while time.monotonic() < deadline:
+        units = [
+            {
+                "unit_id": f"w{worker}-{sent + i}",
+                "attributes": {"days_since_signup": i % 30},
+                "timezone": "Europe/Paris",
+            }
+            for i in range(BATCH)
+        ]
+        body = orjson.dumps({"experiment": "bench-batch", "units": units})
+        started = time.perf_counter()
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+        connection.request("POST", "/v1/assignments/batch", body=body, headers=headers)
+        response = connection.getresponse()
+        payload = response.read()
+        connection.close()
+        latencies.append(time.perf_counter() - started)
+        assert response.status == 200, payload[:300]
+        answered += len(orjson.loads(payload)["assignments"])
+        sent += BATCH
+    results.append((answered, latencies))
+
+
+def main() -> bool:
+    with kairos_server() as (base, token, env):
+        call("POST", f"{base}/v1/experiments", token, EXPERIMENT)
+        call("POST", f"{base}/v1/experiments/bench-batch/start", token)
+        warm: list = []
+        client(base, token, 99, time.monotonic() + 2, warm)
+        results: list = []
+        started = time.monotonic()
+        threads = [
+            threading.Thread(target=client, args=(base, token, w, started + SECONDS, results))
+            for w in range(CLIENTS)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        database = env["KAIROS_DATABASE_URL"].removeprefix("sqlite:///")
+        with sqlite3.connect(Path(database)) as connection:
+            stored = connection.execute("SELECT count(*) FROM assignment").fetchone()[0]
+    answered = sum(a for a, _ in results)
+    latencies = sorted(x for _, lat in results for x in lat)
+    rate = answered / elapsed
+    expected_stored = answered + warm[0][0]
+    print(
+        f"{CLIENTS} clients × {SECONDS} s, {BATCH:,} new units a request, SQLite, "
+        f"gunicorn 2 workers × 4 threads"
+    )
+    print(f"stored assignments/s: {rate:,.0f} (target ≥ 25,000)")
+    print(
+        f"request latency: median {latencies[len(latencies) // 2] * 1000:.0f} ms, "
+        f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms"
+    )
+    print(f"rows stored {stored:,} = answered {expected_stored:,}: {stored == expected_stored}")
+    return rate >= 25_000 and stored == expected_stored
