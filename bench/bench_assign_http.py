@@ -4,9 +4,11 @@ Target: Kairos ≥ 0.6 × the echo's requests/s, and p99 < 25 ms, at 16 connecti
 Each request assigns a new unit (the costly case: a stored, sticky assignment and its counts).
 """
 
+import os
+
 from bench.common import call, echo_server, kairos_server, median, row, wrk
 
-CONNECTIONS, SECONDS, ROUNDS = 16, 10, 3
+CONNECTIONS, SECONDS, ROUNDS = 16, 10, int(os.environ.get("KAIROS_BENCH_ROUNDS", 3))
 
 SCRIPT = """
 local counter = 0

@@ -16,7 +16,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-WORKERS, THREADS = 2, 4  # `kairos serve` defaults, used for every server measured
+# `kairos serve` defaults, used for every server measured (override to explore).
+WORKERS = int(os.environ.get("KAIROS_BENCH_WORKERS", 2))
+THREADS = int(os.environ.get("KAIROS_BENCH_THREADS", 4))
 
 
 def free_port() -> int:
