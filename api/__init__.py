@@ -7,15 +7,27 @@ import logging
 from collections.abc import Mapping
 
 from flask import Flask, send_from_directory
+from flask.sessions import SessionInterface
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
 from api import errors
 from api.auth import SECURITY_SCHEME
 from api.db import init_database
+from api.fastlane import AssignmentFastLane
 from api.jsonio import OrjsonProvider
 from api.settings import instance_secret, load_settings
 from experiments.errors import KairosError
+
+
+class NoSessions(SessionInterface):
+    """Kairos keeps no cookie sessions; Flask's default signs and parses one per request."""
+
+    def open_session(self, app, request):
+        return None  # Flask then uses a null session
+
+    def save_session(self, app, session, response):
+        pass
 
 
 class KairosApi(Api):
@@ -47,6 +59,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(app.instance_path)
     app.json = OrjsonProvider(app)
+    app.session_interface = NoSessions()
 
     configure_logging(app)
     init_database(app)
@@ -69,6 +82,8 @@ def create_app(config: Mapping | None = None) -> Flask:
         endpoint="docs_assets",
         view_func=lambda filename: send_from_directory(swagger_ui_path, filename),
     )
+    if app.config.get("KAIROS_FAST_LANE", True):
+        app.wsgi_app = AssignmentFastLane(app, app.wsgi_app)
     return app
 
 

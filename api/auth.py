@@ -7,7 +7,7 @@ from copy import deepcopy
 from flask import current_app, g, request
 from flask_smorest import abort
 
-from api.db import get_database
+from api.db import EXTENSION as DATABASE_EXTENSION
 from experiments import keys
 from experiments.models import ApiKey
 
@@ -50,11 +50,15 @@ def authorize(scope: str) -> ApiKey:
 
 
 def _authenticate(token: str) -> ApiKey | None:
+    return lookup_key(current_app, token)
+
+
+def lookup_key(app, token: str) -> ApiKey | None:
     """The key of this token, remembered for KAIROS_CACHE_SECONDS: a key lookup per request
     would cost as much as the assignment it guards. A revocation so takes effect everywhere
-    within that time."""
-    ttl = current_app.config["KAIROS_CACHE_SECONDS"]
-    remembered = current_app.extensions.setdefault(KEY_CACHE, {})
+    within that time. Takes the app, not the request context (the fast lane has none)."""
+    ttl = app.config["KAIROS_CACHE_SECONDS"]
+    remembered = app.extensions.setdefault(KEY_CACHE, {})
     digest = keys.hash_token(token)
     now = time.monotonic()
     entry = remembered.get(digest)
@@ -62,7 +66,7 @@ def _authenticate(token: str) -> ApiKey | None:
         return entry[1]
     # A short read of its own, so that a writing request does not hold SQLite's write lock
     # while it is still being authenticated.
-    with get_database().session() as session:
+    with app.extensions[DATABASE_EXTENSION].session() as session:
         key = keys.authenticate(session=session, token=token)
     if ttl > 0:
         if len(remembered) > 10_000:

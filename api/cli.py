@@ -159,6 +159,10 @@ def keys_revoke(database: Database, name_or_id: str):
 @with_database
 def serve(database: Database, host: str, port: int, workers: int, threads: int, access_log: bool):
     """Serve the API with gunicorn (migrating the embedded SQLite database first)."""
+    from api.server import port_in_use, run_gunicorn
+
+    if port_in_use(host, port):
+        raise click.ClickException(f"{host}:{port} is already in use; choose another --port.")
     if database.dialect == "sqlite":
         migrate.upgrade(database)
     elif not migrate.is_up_to_date(database):
@@ -167,8 +171,6 @@ def serve(database: Database, host: str, port: int, workers: int, threads: int, 
         )
     print_bootstrap_token(database)
     database.dispose()  # the workers open their own connections after the fork
-
-    from api.server import run_gunicorn
 
     click.echo(f"Kairos serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     sys.stdout.flush()

@@ -1,5 +1,7 @@
 """Run the app under gunicorn from Python, for `kairos serve`."""
 
+import socket
+
 from gunicorn.app.base import BaseApplication
 
 
@@ -13,9 +15,31 @@ class KairosServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        import gc
+
         from api import create_app
 
-        return create_app()
+        app = create_app()
+        # The app's long-lived objects (SQLAlchemy metadata, schemas, routes) are moved out of
+        # the collector's sight, and young collections run every 20,000 allocations instead
+        # of 700: full collections over them were a visible share of the p99 latency.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 100)
+        return app
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another program listens on host:port. With SO_REUSEPORT, gunicorn would not
+    notice by itself: a second server on the same port would quietly share its traffic."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def run_gunicorn(*, bind: str, workers: int, threads: int, access_log: bool) -> None:
@@ -24,6 +48,10 @@ def run_gunicorn(*, bind: str, workers: int, threads: int, access_log: bool) -> 
         "workers": workers,
         "threads": threads,
         "worker_class": "gthread" if threads > 1 else "sync",
+        # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections
+        # over the workers. On one shared socket, one gthread worker tends to accept every
+        # keep-alive connection of a burst and serves them alone, on one core.
+        "reuse_port": True,
         "timeout": 120,
         "graceful_timeout": 30,
         "errorlog": "-",

@@ -93,7 +93,8 @@ def echo_server():
             "--threads",
             str(THREADS),
             "--worker-class",
-            "gthread",
+            "gthread" if THREADS > 1 else "sync",  # as `kairos serve` chooses
+            "--reuse-port",
             "--log-level",
             "warning",
         ],

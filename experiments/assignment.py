@@ -104,28 +104,26 @@ def assign(
         for d in candidates
     ]
 
-    with AssignmentStore.of(database).transaction() as store:
-        stored = (
-            store.stored(runtime.experiment_id, [d["unit_id"] for d in candidates])
-            if sticky
-            else {}
-        )
-        decisions = [d for d in candidates if d["unit_id"] not in stored]
-        fresh = [r for r in rows if r["unit_id"] not in stored] if stored else rows
-        inserted = store.insert(fresh)
-        if sticky and len(inserted) < len(decisions):
-            # Another node stored some of these units first: its answer stands.
-            lost = [d["unit_id"] for d in decisions if d["id"] not in inserted]
-            stored.update(store.stored(runtime.experiment_id, lost))
+    def write(store) -> tuple[dict, list[dict]]:
+        # Runs in a write transaction, perhaps together with other requests' (group commit).
+        # Insert first: a new unit (the usual case) then costs no look-up; a unit already
+        # stored is skipped by the unique constraint and its stored answer read back.
+        inserted = store.insert(rows)
+        decisions = [d for d in candidates if d["id"] in inserted]
+        stored = {}
+        if sticky and len(inserted) < len(candidates):
+            stored = store.stored(
+                runtime.experiment_id,
+                [d["unit_id"] for d in candidates if d["id"] not in inserted],
+            )
         store.add_units(
             runtime.experiment_id,
             runtime.metrics,
-            Counter(
-                (d["period"], d["segment"], d["variant"] or HOLDOUT_ARM)
-                for d in decisions
-                if d["id"] in inserted
-            ),
+            Counter((d["period"], d["segment"], d["variant"] or HOLDOUT_ARM) for d in decisions),
         )
+        return stored, decisions
+
+    stored, decisions = AssignmentStore.of(database).run(write)
 
     by_unit = {d["unit_id"]: d for d in decisions}
     answers = []

@@ -14,14 +14,18 @@ naive UTC text in SQLAlchemy's format, so the ORM reads them back unchanged.
 import contextlib
 import fcntl
 import json
+import sqlite3
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from experiments.db import Database
+
+T = TypeVar("T")
 
 COLUMNS = (
     "id",
@@ -39,11 +43,34 @@ COLUMNS = (
 STORED = "id, unit_id, variant, segment, period, propensity, holdout"
 
 
+def sqlite_insert_many(cursor, head: str, tail: str, rows: list[tuple]) -> None:
+    """INSERT many rows on SQLite as a few multi-row VALUES statements, not executemany.
+
+    Why: the driver releases and retakes the GIL around each statement's step; executemany
+    steps once per row, and each time the writer may wait for the GIL while other threads
+    parse requests, all the while holding the database's write lock. A statement per few
+    thousand rows keeps the lock's hold time to the database's own work.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    chunk = max(1, limit // width)
+    one = "(" + ",".join("?" * width) + ")"
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        cursor.execute(
+            f"{head} VALUES {','.join([one] * len(part))} {tail}",
+            [value for row in part for value in row],
+        )
+
+
 def sqlite_time(moment: datetime | None) -> str | None:
     """A time as SQLAlchemy's SQLite DateTime stores it (what UTCDateTime reads back)."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # Same text as strftime("%Y-%m-%d %H:%M:%S.%f"), in a third less time.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def sqlite_rows(rows: list[dict]) -> list[tuple]:
@@ -94,6 +121,9 @@ class AssignmentStore:
         if not self.postgres and database.url.database not in (None, "", ":memory:"):
             self.lock_path = f"{database.url.database}-kairos-write.lock"
         self._lock = threading.Lock()
+        self._group = threading.Condition()
+        self._pending: list[_Ticket] = []
+        self._writing = False
         database.on_dispose(self.close)
 
     @classmethod
@@ -152,17 +182,73 @@ class AssignmentStore:
             with contextlib.suppress(Exception):
                 connection.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator["_Transaction"]:
-        if self.lock_path is None:
+    def run(self, work: "Callable[[_Transaction], T]") -> T:
+        """Run `work` in a write transaction, committed together with the work other threads
+        of this process hand in meanwhile (group commit).
+
+        Why: every request's writes take the database's one write lock. Taken per request,
+        the lock, BEGIN and COMMIT cost more than the statements, and a thread holding the lock
+        also waits for the GIL after each database call while the others run Python, so the
+        lock is held several times longer than the work inside it. Here one thread (the
+        leader) takes the write lock, then the whole queue of work handed in meanwhile, and
+        commits it in one transaction; the others wait for it. Under load, one lock and one
+        commit serve several requests; alone, a request commits at once, as before. If any
+        work of a group fails, the group is rolled back and each work is run again alone, so
+        that one bad request fails alone.
+        """
+        ticket = _Ticket(work)
+        with self._group:
+            self._pending.append(ticket)
+            while self._writing and not ticket.done:
+                self._group.wait()
+            leader = not ticket.done
+            if leader:
+                self._writing = True
+        if not leader:
+            return ticket.outcome()
+        batch: list[_Ticket] = []
+        try:
+            with self._write_locked():
+                with self._group:  # everything handed in while we waited for the lock
+                    batch, self._pending = self._pending, []
+                self._run_group(batch)
+        finally:
+            with self._group:
+                self._writing = False
+                for done in batch:
+                    done.done = True
+                if not ticket.done:  # the lock itself failed
+                    ticket.done, ticket.error = True, RuntimeError("write lock unavailable")
+                self._group.notify_all()
+        return ticket.outcome()
+
+    def _run_group(self, batch: list["_Ticket"]) -> None:
+        try:
             with self._transaction() as transaction:
-                yield transaction
+                results = [ticket.work(transaction) for ticket in batch]
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].error = error
+                return
+            for ticket in batch:
+                try:
+                    with self._transaction() as transaction:
+                        ticket.result = ticket.work(transaction)
+                except Exception as alone:
+                    ticket.error = alone
+            return
+        for ticket, result in zip(batch, results, strict=True):
+            ticket.result = result
+
+    @contextmanager
+    def _write_locked(self) -> Iterator[None]:
+        if self.lock_path is None:
+            yield
             return
         lock = self._write_lock()
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            with self._transaction() as transaction:
-                yield transaction
+            yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -186,6 +272,23 @@ class AssignmentStore:
             if isinstance(error, self.database.engine.dialect.dbapi.OperationalError):
                 self._discard()
             raise
+
+
+class _Ticket:
+    """One thread's work waiting for (or done by) a group's transaction."""
+
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work):
+        self.work = work
+        self.done = False
+        self.result = None
+        self.error: Exception | None = None
+
+    def outcome(self):
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 class _Transaction:
@@ -248,34 +351,39 @@ class _Transaction:
             return {row[0] for row in self.cursor.fetchall()}
         connection = self.cursor.connection
         before = connection.total_changes
-        self.cursor.executemany(
-            f"INSERT INTO assignment ({', '.join(COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(COLUMNS))}) "
+        sqlite_insert_many(
+            self.cursor,
+            f"INSERT INTO assignment ({', '.join(COLUMNS)})",
             "ON CONFLICT (experiment_id, sticky_unit) DO NOTHING",
             sqlite_rows(rows),
         )
         if connection.total_changes - before == len(rows):
             return {r["id"] for r in rows}
-        # Cannot happen while we hold the write lock, but never claim a row we did not write.
-        marks = ",".join("?" * len(rows))
+        # Some units were stored before: the ids that made it in are ours (ids are random).
         self.cursor.execute(
-            f"SELECT id FROM assignment WHERE id IN ({marks})", [r["id"] for r in rows]
+            "SELECT id FROM assignment WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps([r["id"] for r in rows]),),
         )
         return {row[0] for row in self.cursor.fetchall()}
 
     def add_units(self, experiment_id: int, metrics: tuple[str, ...], counts: Counter) -> None:
         """units += n for every metric of each arm: counts[(period, segment, variant)] = n."""
-        if not counts:
+        rows = [
+            (experiment_id, period, segment, variant, metric, n, 0, 0, 0)
+            for (period, segment, variant), n in counts.items()
+            for metric in metrics
+        ]
+        if not rows:
             return
-        marker = "%s" if self.postgres else "?"
-        self.cursor.executemany(
+        head = (
             "INSERT INTO arm_stats (experiment_id, period, segment, variant, metric, units, "
-            f"conversions, sum, sum_squares) VALUES ({', '.join([marker] * 6)}, 0, 0, 0) "
-            "ON CONFLICT (experiment_id, period, segment, variant, metric) "
-            "DO UPDATE SET units = arm_stats.units + excluded.units",
-            [
-                (experiment_id, period, segment, variant, metric, n)
-                for (period, segment, variant), n in counts.items()
-                for metric in metrics
-            ],
+            "conversions, sum, sum_squares)"
         )
+        tail = (
+            "ON CONFLICT (experiment_id, period, segment, variant, metric) "
+            "DO UPDATE SET units = arm_stats.units + excluded.units"
+        )
+        if self.postgres:
+            self.cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * 9)}) {tail}", rows)
+        else:
+            sqlite_insert_many(self.cursor, head, tail, rows)

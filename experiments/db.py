@@ -49,6 +49,11 @@ def _make_sqlite_engine(url: URL) -> Engine:
         # Checkpoint the WAL every ~40 MB rather than every 4 MB: pages rewritten by many
         # small transactions (index leaves, counters) are then copied back once, not each time.
         cursor.execute("PRAGMA wal_autocheckpoint=10000")
+        # Assignments are keyed by random ids and unit ids, so inserts land all over their
+        # indexes: with SQLite's default 2 MB page cache most of them read pages back from the
+        # OS, inside the write lock. A 64 MB cache and memory-mapped reads keep them in memory.
+        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.execute("PRAGMA mmap_size=268435456")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -88,6 +88,40 @@ def test_serve_prints_a_one_time_admin_token_and_serves_the_walkthrough(served):
     assert requests.get(f"{base}/v1/experiments").status_code == 401
     assert requests.get(f"{base}/docs").status_code == 200
 
+    # A journey engine asks, over several connections (so over both workers): one answer.
+    engine = subprocess.run(
+        [str(KAIROS), "keys", "create", "engine", "--scopes", "assign"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    engine_key = {"Authorization": f"Bearer {engine.stdout.strip().splitlines()[-1]}"}
+    body = {"experiment": "onboarding-nudge", "unit_id": "user-42", "timezone": "Europe/Paris"}
+    answers = [
+        requests.post(f"{base}/v1/assignments", json=body, headers=engine_key).json()
+        for _ in range(6)
+    ]
+    assert len({a["assignment_id"] for a in answers}) == 1, answers
+    assert answers[0]["variant"] in {"morning-push", "evening-email", None}  # None: holdout
+    refused = requests.post(f"{base}/v1/assignments", json=body, headers=growth)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == 403
+
+
+def test_a_second_server_on_a_busy_port_refuses_to_start(served):
+    base, _, env, _ = served
+    port = base.rsplit(":", 1)[1]
+    result = subprocess.run(
+        [str(KAIROS), "serve", "--port", port],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"127.0.0.1:{port} is already in use" in result.stderr
+
 
 def test_a_second_serve_does_not_print_another_token(served, tmp_path):
     _, _, env, _ = served

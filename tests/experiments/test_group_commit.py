@@ -1,0 +1,106 @@
+"""Group commit on the assignment hot path: several threads' work in one transaction, and one
+failing work failing alone."""
+
+import fcntl
+import shutil
+import threading
+import time
+
+import pytest
+
+from experiments.assignment_store import AssignmentStore
+from experiments.db import Database
+
+
+@pytest.fixture
+def database(tmp_path, sqlite_template):
+    path = tmp_path / "kairos.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    database = Database(f"sqlite:///{path}")
+    yield database
+    database.dispose()
+
+
+def make_work(name: str, fail: bool = False):
+    def work(transaction):
+        transaction.cursor.execute(
+            "INSERT INTO api_key (name, token_hash, prefix, scopes, created_at) "
+            "VALUES (?, ?, 'k', 'read', '2026-01-01 00:00:00.000000')",
+            (name, f"hash-{name}"),
+        )
+        if fail:
+            raise ValueError(f"{name} is bad")
+        return name
+
+    return work
+
+
+def names(database) -> set[str]:
+    with database.engine.connect() as conn:
+        return {row[0] for row in conn.exec_driver_sql("SELECT name FROM api_key")}
+
+
+def test_work_handed_in_while_the_lock_is_held_commits_as_one_group(database):
+    store = AssignmentStore.of(database)
+    commits = []
+    original = store._transaction
+
+    def counting_transaction():
+        commits.append(1)
+        return original()
+
+    store._transaction = counting_transaction
+    results, errors = {}, {}
+
+    def run(name, fail=False):
+        try:
+            results[name] = store.run(make_work(name, fail))
+        except ValueError as error:
+            errors[name] = str(error)
+
+    # Another process holds the write lock: every thread's work queues up meanwhile.
+    with open(store.lock_path, "a+b") as other_process:
+        fcntl.flock(other_process, fcntl.LOCK_EX)
+        threads = [threading.Thread(target=run, args=(f"key-{i}",)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        fcntl.flock(other_process, fcntl.LOCK_UN)
+        for thread in threads:
+            thread.join(10)
+    assert results == {f"key-{i}": f"key-{i}" for i in range(6)}
+    assert names(database) == set(results)
+    assert len(commits) < 6  # grouped: fewer transactions than works
+
+
+def test_a_failing_work_fails_alone_and_the_others_commit(database):
+    store = AssignmentStore.of(database)
+    results, errors = {}, {}
+
+    def run(name, fail=False):
+        try:
+            results[name] = store.run(make_work(name, fail))
+        except ValueError as error:
+            errors[name] = str(error)
+
+    with open(store.lock_path, "a+b") as other_process:
+        fcntl.flock(other_process, fcntl.LOCK_EX)
+        threads = [threading.Thread(target=run, args=(f"key-{i}", i == 2)) for i in range(5)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        fcntl.flock(other_process, fcntl.LOCK_UN)
+        for thread in threads:
+            thread.join(10)
+    assert errors == {"key-2": "key-2 is bad"}
+    assert set(results) == {"key-0", "key-1", "key-3", "key-4"}
+    assert names(database) == set(results)  # the bad work's row was rolled back
+
+
+def test_alone_a_work_commits_at_once(database):
+    store = AssignmentStore.of(database)
+    assert store.run(make_work("solo")) == "solo"
+    assert names(database) == {"solo"}
+    with pytest.raises(ValueError, match="bad"):
+        store.run(make_work("bad", fail=True))
+    assert names(database) == {"solo"}
