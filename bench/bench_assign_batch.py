@@ -5,6 +5,7 @@ The count of stored rows is checked against the count answered.
 """
 
 import http.client
+import random
 import sqlite3
 import threading
 import time
@@ -41,7 +42,8 @@ def client(base: str, token: str, worker: int, deadline: float, results: list) -
     while time.monotonic() < deadline:
         units = [
             {
-                "unit_id": f"w{worker}-{sent + i}",
+                # Random-looking, as real user ids are (sequential ones flatter the indexes).
+                "unit_id": f"{random.getrandbits(40):010x}-w{worker}-{sent + i}",
                 "attributes": {"days_since_signup": i % 30},
                 "timezone": "Europe/Paris",
             }

@@ -1,7 +1,8 @@
 """Single assignments over HTTP vs a bare Flask JSON echo, same gunicorn settings, same run.
 
 Target: Kairos ≥ 0.6 × the echo's requests/s, and p99 < 25 ms, at 16 connections.
-Each request assigns a new unit (the costly case: a stored, sticky assignment and its counts).
+Each request assigns a new unit (the costly case: a stored, sticky assignment and its counts)
+with a random-looking id, as real user ids are.
 """
 
 import os
@@ -17,7 +18,9 @@ setup = function(thread) thread:set("tid", thread_id); thread_id = thread_id + 1
 request = function()
   counter = counter + 1
   local id = tid * 100000000 + counter
-  local body = '{"experiment": "bench-single", "unit_id": "unit-' .. id ..
+  -- Random-looking user ids, as real ones are (sequential ids would flatter the indexes).
+  local unit = string.format("%08x%08x", math.random(0, 0x7fffffff), id)
+  local body = '{"experiment": "bench-single", "unit_id": "user-' .. unit ..
     '", "attributes": {"days_since_signup": ' .. (id % 30) ..
     '}, "timezone": "Europe/Paris"}'
   return wrk.format("POST", "%PATH%", {["Content-Type"] = "application/json",

@@ -14,6 +14,7 @@ naive UTC text in SQLAlchemy's format, so the ORM reads them back unchanged.
 import contextlib
 import fcntl
 import json
+import logging
 import sqlite3
 import threading
 import weakref
@@ -21,9 +22,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TypeVar
+from functools import cache
+from typing import NamedTuple, TypeVar
 
 from experiments.db import Database
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -41,28 +45,8 @@ COLUMNS = (
     "send_at",
 )
 STORED = "id, unit_id, variant, segment, period, propensity, holdout"
-
-
-def sqlite_insert_many(cursor, head: str, tail: str, rows: list[tuple]) -> None:
-    """INSERT many rows on SQLite as a few multi-row VALUES statements, not executemany.
-
-    Why: the driver releases and retakes the GIL around each statement's step; executemany
-    steps once per row, and each time the writer may wait for the GIL while other threads
-    parse requests, all the while holding the database's write lock. A statement per few
-    thousand rows keeps the lock's hold time to the database's own work.
-    """
-    if not rows:
-        return
-    width = len(rows[0])
-    limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    chunk = max(1, limit // width)
-    one = "(" + ",".join("?" * width) + ")"
-    for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        cursor.execute(
-            f"{head} VALUES {','.join([one] * len(part))} {tail}",
-            [value for row in part for value in row],
-        )
+CHECKPOINT_SECONDS = 1.0
+RESTART_FRAMES = 10_000  # ~40 MB of 4 KiB pages, as wal_autocheckpoint was
 
 
 def sqlite_time(moment: datetime | None) -> str | None:
@@ -101,6 +85,44 @@ def sqlite_rows(rows: list[dict]) -> list[tuple]:
     ]
 
 
+@cache
+def sqlite_variable_limit() -> int:
+    with contextlib.closing(sqlite3.connect(":memory:")) as connection:
+        return connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+
+def sqlite_statements(head: str, tail: str, rows: list[tuple]) -> list[tuple[str, list]]:
+    """INSERT many rows on SQLite as a few multi-row VALUES statements, not executemany.
+
+    Why: the driver releases and retakes the GIL around each statement's step; executemany
+    steps once per row, and each time the writer may wait for the GIL while other threads
+    parse requests, all the while holding the database's write lock. A statement per few
+    thousand rows keeps the lock's hold time to the database's own work.
+    """
+    if not rows:
+        return []
+    width = len(rows[0])
+    chunk = max(1, sqlite_variable_limit() // width)
+    one = "(" + ",".join("?" * width) + ")"
+    statements = []
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        statements.append(
+            (
+                f"{head} VALUES {','.join([one] * len(part))} {tail}",
+                [value for row in part for value in row],
+            )
+        )
+    return statements
+
+
+class Prepared(NamedTuple):
+    """Assignment rows made ready for the driver before the write lock is taken."""
+
+    ids: list[str]
+    params: object  # PostgreSQL: one array per column; SQLite: (sql, parameters) statements
+
+
 class AssignmentStore:
     """The hot path's transactions on one database, SQLite or PostgreSQL.
 
@@ -121,6 +143,8 @@ class AssignmentStore:
         if not self.postgres and database.url.database not in (None, "", ":memory:"):
             self.lock_path = f"{database.url.database}-kairos-write.lock"
         self._lock = threading.Lock()
+        self._checkpointer: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._group = threading.Condition()
         self._pending: list[_Ticket] = []
         self._writing = False
@@ -155,12 +179,59 @@ class AssignmentStore:
             fairy = self.database.engine.raw_connection()
             fairy.detach()  # ours for the life of the thread, not the pool's
             connection = self._local.connection = fairy.dbapi_connection
+            if self.lock_path is not None:
+                # Checkpoints are the background thread's job (see _checkpoints).
+                connection.execute("PRAGMA wal_autocheckpoint=0")
+                self._start_checkpoints()
             with self._lock:
                 self._connections.append(connection)
         return connection
 
+    def _start_checkpoints(self) -> None:
+        with self._lock:
+            if self._checkpointer is not None:
+                return
+            self._stopping = threading.Event()
+            self._checkpointer = threading.Thread(
+                target=self._checkpoints, name="kairos-wal-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def _checkpoints(self) -> None:
+        """Copy the WAL back into the database file in the background, once a second.
+
+        Why: SQLite's automatic checkpoint runs inside the commit that crosses its threshold,
+        so inside our write lock: every ten batches or so, one request spent 100 ms or more
+        copying pages while every other writer waited. Here a PASSIVE checkpoint, which runs
+        alongside writers, copies the bulk outside the lock; then, once the WAL holds more
+        than RESTART_FRAMES, a RESTART under the write lock copies the few frames written
+        meanwhile and lets the next writer start the WAL over (without it the WAL never
+        stops growing under steady writes). It gives up after 200 ms if a reader is in the
+        way, and tries again a second later.
+        """
+        fairy = self.database.engine.raw_connection()
+        fairy.detach()
+        connection = fairy.dbapi_connection
+        connection.execute("PRAGMA busy_timeout=200")
+        try:
+            while not self._stopping.wait(CHECKPOINT_SECONDS):
+                try:
+                    _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames >= RESTART_FRAMES:
+                        with self._write_locked():
+                            connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                except Exception:  # busy, or the database is closing: next time
+                    log.debug("background checkpoint skipped", exc_info=True)
+        finally:
+            connection.close()
+
     def close(self) -> None:
         """Close every thread's connection (when the database is disposed)."""
+        with self._lock:
+            checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            self._stopping.set()
+            checkpointer.join(timeout=10)
         with self._lock:
             connections, self._connections = self._connections, []
         for connection in connections:
@@ -181,6 +252,20 @@ class AssignmentStore:
                     self._connections.remove(connection)
             with contextlib.suppress(Exception):
                 connection.close()
+
+    def prepare(self, rows: list[dict]) -> Prepared:
+        """Rows as the driver takes them; done before run(), outside the write lock."""
+        ids = [row["id"] for row in rows]
+        if self.postgres:
+            return Prepared(ids, {name: [row[name] for row in rows] for name in COLUMNS})
+        return Prepared(
+            ids,
+            sqlite_statements(
+                f"INSERT INTO assignment ({', '.join(COLUMNS)})",
+                "ON CONFLICT (experiment_id, sticky_unit) DO NOTHING",
+                sqlite_rows(rows),
+            ),
+        )
 
     def run(self, work: "Callable[[_Transaction], T]") -> T:
         """Run `work` in a write transaction, committed together with the work other threads
@@ -326,12 +411,11 @@ class _Transaction:
             for row in self.cursor.fetchall()
         }
 
-    def insert(self, rows: list[dict]) -> set[str]:
+    def insert(self, rows: Prepared) -> set[str]:
         """Insert assignments; a sticky unit already stored is skipped. The ids inserted."""
-        if not rows:
+        if not rows.ids:
             return set()
         if self.postgres:
-            columns = {name: [row[name] for row in rows] for name in COLUMNS}
             self.cursor.execute(
                 """
                 INSERT INTO assignment (id, experiment_id, unit_id, sticky_unit, variant,
@@ -346,23 +430,19 @@ class _Transaction:
                 ON CONFLICT (experiment_id, sticky_unit) DO NOTHING
                 RETURNING id
                 """,
-                columns,
+                rows.params,
             )
             return {row[0] for row in self.cursor.fetchall()}
         connection = self.cursor.connection
         before = connection.total_changes
-        sqlite_insert_many(
-            self.cursor,
-            f"INSERT INTO assignment ({', '.join(COLUMNS)})",
-            "ON CONFLICT (experiment_id, sticky_unit) DO NOTHING",
-            sqlite_rows(rows),
-        )
-        if connection.total_changes - before == len(rows):
-            return {r["id"] for r in rows}
-        # Some units were stored before: the ids that made it in are ours (ids are random).
+        for sql, params in rows.params:
+            self.cursor.execute(sql, params)
+        if connection.total_changes - before == len(rows.ids):
+            return set(rows.ids)
+        # Some units were stored before: the ids that made it in are ours (ids are unique).
         self.cursor.execute(
             "SELECT id FROM assignment WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps([r["id"] for r in rows]),),
+            (json.dumps(rows.ids),),
         )
         return {row[0] for row in self.cursor.fetchall()}
 
@@ -386,4 +466,5 @@ class _Transaction:
         if self.postgres:
             self.cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * 9)}) {tail}", rows)
         else:
-            sqlite_insert_many(self.cursor, head, tail, rows)
+            for sql, params in sqlite_statements(head, tail, rows):
+                self.cursor.execute(sql, params)

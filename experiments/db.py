@@ -54,6 +54,8 @@ def _make_sqlite_engine(url: URL) -> Engine:
         # OS, inside the write lock. A 64 MB cache and memory-mapped reads keep them in memory.
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA mmap_size=268435456")
+        # After a checkpoint restarts the WAL, cut the file back to 64 MB.
+        cursor.execute("PRAGMA journal_size_limit=67108864")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -446,3 +446,18 @@ def test_propensity_of_fixed_split_matches_weights_in_every_segment(client, keys
     )
     assert {a["propensity"] for a in answers} == {0.5}
     assert np.isclose(np.mean([a["segment"] == "newcomers" for a in answers]), 0.5, atol=0.01)
+
+
+def test_assignment_ids_are_unique_and_in_time_order(client, keys):
+    """Ids lead with the time (UUIDv7's layout) so that inserts append to the index."""
+    from experiments.assignment import new_ids
+
+    ids = new_ids(10_000)
+    assert len(set(ids)) == 10_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    later = new_ids(1)[0]
+    assert later[:12] >= ids[0][:12]
+    start(client, keys, experiment_body())
+    first = assign(client, keys["assign"], "u-1").json["assignment_id"]
+    second = assign(client, keys["assign"], "u-2").json["assignment_id"]
+    assert first[:12] <= second[:12]
