@@ -91,8 +91,9 @@ def blueprints() -> list:
     from api.assignments.routes import blp as assignments
     from api.experiments.routes import blp as experiments
     from api.health.routes import blp as health
+    from api.outcomes.routes import blp as outcomes
 
-    return [health, experiments, assignments]
+    return [health, experiments, assignments, outcomes]
 
 
 def configure_logging(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""The `kairos` command line: serve, migrate, manage API keys."""
+"""The `kairos` command line: serve, migrate, manage API keys, check statistics."""
 
 import functools
 import sys
@@ -145,6 +145,47 @@ def keys_revoke(database: Database, name_or_id: str):
         revoked = api_keys.revoke_keys(session=session, name_or_id=name_or_id)
     for key in revoked:
         click.echo(f"Revoked key {key.id} '{key.name}'.")
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+@main.group()
+def stats():
+    """Sufficient statistics: check them against, or rebuild them from, the raw rows."""
+
+
+@stats.command("check")
+@click.argument("experiment")
+@with_database
+def stats_check(database: Database, experiment: str):
+    """Compare EXPERIMENT's maintained statistics with a recount of its raw rows."""
+    from experiments import statistics
+    from experiments.lifecycle import get_experiment
+
+    with database.session() as session:
+        found = statistics.differences(session, get_experiment(session=session, key=experiment))
+    if found:
+        for line in found[:50]:
+            click.echo(line)
+        raise click.ClickException(
+            f"{len(found)} difference(s); 'kairos stats rebuild {experiment}' repairs them."
+        )
+    click.echo(f"{experiment}: statistics agree with the raw rows.")
+
+
+@stats.command("rebuild")
+@click.argument("experiment")
+@with_database
+def stats_rebuild(database: Database, experiment: str):
+    """Recompute EXPERIMENT's statistics from its assignments and outcomes."""
+    from experiments import statistics
+    from experiments.lifecycle import get_experiment
+
+    with database.session(write=True) as session:
+        arms = statistics.rebuild(session, get_experiment(session=session, key=experiment))
+        session.commit()
+    click.echo(f"{experiment}: rebuilt {arms} arm statistics from the raw rows.")
 
 
 # --- serving --------------------------------------------------------------------------------

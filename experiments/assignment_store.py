@@ -91,19 +91,26 @@ def sqlite_variable_limit() -> int:
         return connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
-def sqlite_statements(head: str, tail: str, rows: list[tuple]) -> list[tuple[str, list]]:
-    """INSERT many rows on SQLite as a few multi-row VALUES statements, not executemany.
+POSTGRES_PARAMETER_LIMIT = 65_535
 
-    Why: the driver releases and retakes the GIL around each statement's step; executemany
-    steps once per row, and each time the writer may wait for the GIL while other threads
-    parse requests, all the while holding the database's write lock. A statement per few
-    thousand rows keeps the lock's hold time to the database's own work.
+
+def values_statements(
+    head: str, tail: str, rows: list[tuple], *, postgres: bool = False
+) -> list[tuple[str, list]]:
+    """INSERT many rows as a few multi-row VALUES statements, not executemany.
+
+    Why: the SQLite driver releases and retakes the GIL around each statement's step;
+    executemany steps once per row, and each time the writer may wait for the GIL while
+    other threads parse requests, all the while holding the database's write lock. A
+    statement per few thousand rows keeps the lock's hold time to the database's own work.
     """
     if not rows:
         return []
     width = len(rows[0])
-    chunk = max(1, sqlite_variable_limit() // width)
-    one = "(" + ",".join("?" * width) + ")"
+    limit = POSTGRES_PARAMETER_LIMIT if postgres else sqlite_variable_limit()
+    chunk = max(1, limit // width)
+    marker = "%s" if postgres else "?"
+    one = "(" + ",".join([marker] * width) + ")"
     statements = []
     for start in range(0, len(rows), chunk):
         part = rows[start : start + chunk]
@@ -260,7 +267,7 @@ class AssignmentStore:
             return Prepared(ids, {name: [row[name] for row in rows] for name in COLUMNS})
         return Prepared(
             ids,
-            sqlite_statements(
+            values_statements(
                 f"INSERT INTO assignment ({', '.join(COLUMNS)})",
                 "ON CONFLICT (experiment_id, sticky_unit) DO NOTHING",
                 sqlite_rows(rows),
@@ -466,5 +473,5 @@ class _Transaction:
         if self.postgres:
             self.cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * 9)}) {tail}", rows)
         else:
-            for sql, params in sqlite_statements(head, tail, rows):
+            for sql, params in values_statements(head, tail, rows):
                 self.cursor.execute(sql, params)

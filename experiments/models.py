@@ -183,6 +183,23 @@ class ArmStats(SQLModel, table=True):
     sum_squares: float = Field(default=0.0)
 
 
+# One assignment's running total of one metric, from its attributed outcomes: it makes a binary
+# metric count a unit once however many events it sends, and a continuous one sum a unit's
+# values; `first_at - assigned_at` is the unit's conversion delay (for delay-aware bandits).
+class UnitMetric(SQLModel, table=True):
+    __tablename__ = "unit_metric"
+    __table_args__ = (UniqueConstraint("assignment_id", "metric"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    assignment_id: str = Field(foreign_key="assignment.id", ondelete="CASCADE", max_length=32)
+    experiment_id: int = Field(foreign_key="experiment.id", ondelete="CASCADE", index=True)
+    metric: str = Field(max_length=64)
+    total: float = Field(default=0.0)
+    events: int = Field(default=0)
+    first_at: datetime
+    delay_seconds: float = Field(default=0.0)
+
+
 # A queued or finished PyMC analysis, claimed by one worker at a time.
 class AnalysisJob(SQLModel, table=True):
     __tablename__ = "analysis_job"

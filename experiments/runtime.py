@@ -57,6 +57,8 @@ class Runtime:
     variant_index: dict[str, int]
     segment_rules: tuple[tuple[str, dict], ...]
     metrics: tuple[str, ...]
+    metric_types: dict[str, str]
+    attribution_window_hours: float
     period: int
     period_seed: int
     period_weights: dict[str, SegmentWeights]
@@ -117,6 +119,8 @@ def build_runtime(experiment: Experiment, period: AllocationPeriod | None) -> Ru
         variant_index=index,
         segment_rules=tuple((s.key, s.rule) for s in experiment.segments),
         metrics=tuple(m.key for m in experiment.metrics),
+        metric_types={m.key: m.type for m in experiment.metrics},
+        attribution_window_hours=experiment.attribution_window_hours,
         period=period.number if period else 0,
         period_seed=period.seed if period else 0,
         period_weights=period_weights,

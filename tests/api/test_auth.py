@@ -29,6 +29,23 @@ ENDPOINTS = [
         {"experiment": "onboarding-nudge", "units": [{"unit_id": "u1"}]},
         "assign",
     ),
+    (
+        "POST",
+        "/v1/outcomes",
+        {
+            "event_id": "e1",
+            "experiment": "onboarding-nudge",
+            "unit_id": "u1",
+            "metric": "activated",
+        },
+        "assign",
+    ),
+    (
+        "POST",
+        "/v1/outcomes/batch",
+        {"events": [{"event_id": "e2", "assignment_id": "abc", "metric": "activated"}]},
+        "assign",
+    ),
 ]
 
 # Scopes that do not grant the needed one ("manage" grants "read"; "admin" grants all).

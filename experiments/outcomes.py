@@ -1,0 +1,247 @@
+"""Outcomes: events from journey engines, stored once each, attributed to the assignment they
+follow, and folded into the sufficient statistics the bandit and the results read.
+
+- Idempotent by `event_id`: the outcome table's unique constraint decides (INSERT … ON CONFLICT
+  DO NOTHING RETURNING), so a repeated event is counted once whichever node receives it, in
+  the same batch, in concurrent batches or after a restart.
+- Attribution: by `assignment_id`, else by (experiment, unit_id): the unit's sticky assignment,
+  or under decision stickiness its latest decision at or before the event. An outcome counts
+  if it occurs within the experiment's `attribution_window_hours` after the assignment.
+  Anything else is stored with `attributed = false` and its reason, never dropped.
+- Per unit: a binary metric counts a unit once (the first positive event converts it); a
+  continuous metric sums the unit's values. Each assignment's running total per metric lives
+  in `unit_metric` (upserted, so concurrent batches add up exactly); the change of each total
+  updates `arm_stats` (conversions, sum, sum of squares of the per-unit totals) in the same
+  transaction. `rebuild_statistics` recomputes both from raw rows.
+"""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, select
+
+from experiments.assignment_store import AssignmentStore
+from experiments.db import Database
+from experiments.errors import NotFound
+from experiments.models import Assignment, Experiment, utcnow
+from experiments.outcome_store import OutcomeRow, UnitDelta, write_outcomes
+from experiments.runtime import Runtime, RuntimeCache
+from experiments.spec import HOLDOUT_ARM
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 10_000
+
+UNKNOWN_EXPERIMENT = "unknown_experiment"
+UNKNOWN_ASSIGNMENT = "unknown_assignment"
+UNKNOWN_UNIT = "unknown_unit"
+UNKNOWN_METRIC = "unknown_metric"
+BEFORE_ASSIGNMENT = "before_assignment"
+AFTER_WINDOW = "after_window"
+OTHER_EXPERIMENT = "other_experiment"
+
+
+@dataclass(frozen=True)
+class OutcomeEvent:
+    event_id: str
+    metric: str
+    value: float = 1.0
+    experiment: str | None = None
+    unit_id: str | None = None
+    assignment_id: str | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    accepted: int  # new events stored, attributed or not
+    duplicates: int  # events already stored (or repeated within the request)
+    unattributed: int  # of the accepted, those stored as unattributed
+
+
+@dataclass(frozen=True)
+class _Assigned:
+    id: str
+    experiment_id: int
+    unit_id: str
+    variant: str | None
+    segment: str
+    period: int
+    assigned_at: datetime
+
+
+def ingest(
+    *,
+    database: Database,
+    cache: RuntimeCache,
+    events: list[OutcomeEvent],
+    now: datetime | None = None,
+) -> IngestCounts:
+    """Store and attribute events; answers the counts. Events are already validated."""
+    now = now or utcnow()
+    unique: dict[str, OutcomeEvent] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    repeated = len(events) - len(unique)
+    batch = list(unique.values())
+
+    runtimes = _runtimes(database, cache, batch)
+    found = _assignments(database, runtimes, batch)
+    by_id = _runtimes_by_id(database, cache, runtimes, found)
+    rows = [_attribute(event, runtimes, by_id, found, now) for event in batch]
+
+    inserted = AssignmentStore.of(database).run(
+        lambda transaction: write_outcomes(transaction, rows)
+    )
+    unattributed = sum(1 for row in rows if row.event_id in inserted and not row.attributed)
+    return IngestCounts(
+        accepted=len(inserted),
+        duplicates=repeated + len(batch) - len(inserted),
+        unattributed=unattributed,
+    )
+
+
+def _runtimes(database, cache, events) -> dict[str, Runtime | None]:
+    runtimes: dict[str, Runtime | None] = {}
+    for key in {e.experiment for e in events if e.experiment}:
+        try:
+            runtimes[key] = cache.get(database=database, key=key)
+        except NotFound:
+            runtimes[key] = None
+    return runtimes
+
+
+def _runtimes_by_id(database, cache, runtimes, found) -> dict[int, Runtime]:
+    """Runtimes by experiment id, including those of events that gave only an assignment id."""
+    by_id = {r.experiment_id: r for r in runtimes.values() if r is not None}
+    missing = {a.experiment_id for a in found["id"].values()} - set(by_id)
+    if missing:
+        with database.engine.connect() as connection:
+            keys = connection.execute(
+                select(Experiment.__table__.c.key).where(Experiment.__table__.c.id.in_(missing))
+            ).scalars()
+            for key in keys:
+                runtime = cache.get(database=database, key=key)
+                by_id[runtime.experiment_id] = runtime
+    return by_id
+
+
+def _assignments(database, runtimes, events) -> dict:
+    """The assignments the events may refer to: by id, and by (experiment id, unit id)."""
+    table = Assignment.__table__
+    columns = [
+        table.c.id,
+        table.c.experiment_id,
+        table.c.unit_id,
+        table.c.variant,
+        table.c.segment,
+        table.c.period,
+        table.c.assigned_at,
+    ]
+    by_id: dict[str, _Assigned] = {}
+    by_unit: dict[tuple[int, str], list[_Assigned]] = defaultdict(list)
+    ids = sorted({e.assignment_id for e in events if e.assignment_id})
+    units: dict[str, set[str]] = defaultdict(set)  # by experiment key
+    for event in events:
+        runtime = runtimes.get(event.experiment) if event.experiment else None
+        if runtime is not None and not event.assignment_id and event.unit_id:
+            units[event.experiment].add(event.unit_id)
+    with database.engine.connect() as connection:
+        for start in range(0, len(ids), 5000):
+            for row in connection.execute(
+                select(*columns).where(table.c.id.in_(ids[start : start + 5000]))
+            ):
+                by_id[row.id] = _Assigned(*row)
+        for key, unit_ids in units.items():
+            runtime = runtimes[key]
+            wanted = sorted(unit_ids)
+            for start in range(0, len(wanted), 5000):
+                chunk = wanted[start : start + 5000]
+                if runtime.stickiness == "unit":
+                    where = and_(
+                        table.c.experiment_id == runtime.experiment_id,
+                        table.c.sticky_unit.in_(chunk),
+                    )
+                else:
+                    where = and_(
+                        table.c.experiment_id == runtime.experiment_id,
+                        table.c.sticky_unit.is_(None),
+                        table.c.unit_id.in_(chunk),
+                    )
+                for row in connection.execute(select(*columns).where(where)):
+                    by_unit[(row.experiment_id, row.unit_id)].append(_Assigned(*row))
+    for decisions in by_unit.values():
+        decisions.sort(key=lambda a: a.assigned_at)
+    return {"id": by_id, "unit": by_unit}
+
+
+def _attribute(event: OutcomeEvent, runtimes, by_id, found, now: datetime) -> OutcomeRow:
+    occurred = event.occurred_at or now
+
+    def unattributed(reason: str, experiment_id=None, assignment_id=None) -> OutcomeRow:
+        return OutcomeRow(
+            event_id=event.event_id,
+            experiment_id=experiment_id,
+            assignment_id=assignment_id,
+            unit_id=event.unit_id,
+            metric=event.metric,
+            value=event.value,
+            occurred_at=occurred,
+            received_at=now,
+            reason=reason,
+            delta=None,
+        )
+
+    runtime = runtimes.get(event.experiment) if event.experiment else None
+    if event.experiment and runtime is None:
+        return unattributed(UNKNOWN_EXPERIMENT)
+    experiment_id = runtime.experiment_id if runtime else None
+    if event.assignment_id:
+        assigned = found["id"].get(event.assignment_id)
+        if assigned is None:
+            return unattributed(UNKNOWN_ASSIGNMENT, experiment_id)
+        if runtime is not None and assigned.experiment_id != runtime.experiment_id:
+            return unattributed(OTHER_EXPERIMENT, experiment_id)
+        if runtime is None:  # the assignment says which experiment
+            runtime = by_id.get(assigned.experiment_id)
+    else:
+        candidates = found["unit"].get((experiment_id, event.unit_id), [])
+        earlier = [a for a in candidates if a.assigned_at <= occurred]
+        assigned = earlier[-1] if earlier else (candidates[0] if candidates else None)
+        if assigned is None:
+            return unattributed(UNKNOWN_UNIT, experiment_id)
+    experiment_id = assigned.experiment_id
+    if runtime is None:
+        return unattributed(UNKNOWN_EXPERIMENT, experiment_id, assigned.id)
+    metric_type = runtime.metric_types.get(event.metric)
+    if metric_type is None:
+        return unattributed(UNKNOWN_METRIC, experiment_id, assigned.id)
+    if occurred < assigned.assigned_at:
+        return unattributed(BEFORE_ASSIGNMENT, experiment_id, assigned.id)
+    if occurred > assigned.assigned_at + timedelta(hours=runtime.attribution_window_hours):
+        return unattributed(AFTER_WINDOW, experiment_id, assigned.id)
+    binary = metric_type == "binary"
+    return OutcomeRow(
+        event_id=event.event_id,
+        experiment_id=experiment_id,
+        assignment_id=assigned.id,
+        unit_id=assigned.unit_id,
+        metric=event.metric,
+        value=event.value,
+        occurred_at=occurred,
+        received_at=now,
+        reason=None,
+        delta=UnitDelta(
+            assignment_id=assigned.id,
+            experiment_id=experiment_id,
+            metric=event.metric,
+            binary=binary,
+            # A binary metric counts positive events; the unit converted once any arrived.
+            amount=(1.0 if event.value > 0 else 0.0) if binary else event.value,
+            occurred_at=occurred,
+            delay_seconds=(occurred - assigned.assigned_at).total_seconds(),
+            arm=(assigned.period, assigned.segment, assigned.variant or HOLDOUT_ARM),
+        ),
+    )

@@ -1,0 +1,166 @@
+"""Sufficient statistics rebuilt from raw rows.
+
+The hot paths keep `arm_stats` and `unit_metric` up to date as assignments and outcomes arrive
+(experiments/assignment_store.py, experiments/outcome_store.py). This recomputes both from the
+`assignment` and `outcome` tables, for an audit (`kairos stats check`), a repair
+(`kairos stats rebuild`), or after a change of the rules.
+"""
+
+from datetime import UTC
+
+from sqlalchemy import case, delete, func, insert, select
+from sqlmodel import Session
+
+from experiments.models import ArmStats, Assignment, Experiment, Metric, Outcome, UnitMetric
+from experiments.spec import HOLDOUT_ARM
+
+ArmKey = tuple[int, str, str, str]  # (period, segment, variant, metric)
+
+
+def compute(session: Session, experiment: Experiment) -> tuple[dict, dict]:
+    """(arm statistics, unit totals) as the raw rows give them.
+
+    arm statistics: {(period, segment, variant, metric): (units, conversions, sum, sum_squares)}
+    unit totals: {(assignment_id, metric): (total, events, first_at, delay_seconds)}
+    """
+    metric_types = dict(
+        session.execute(
+            select(Metric.key, Metric.type).where(Metric.experiment_id == experiment.id)
+        ).all()
+    )
+    arms: dict[ArmKey, list] = {}
+    variant = func.coalesce(Assignment.variant, HOLDOUT_ARM)
+    for period, segment, arm, units in session.execute(
+        select(Assignment.period, Assignment.segment, variant, func.count())
+        .where(Assignment.experiment_id == experiment.id)
+        .group_by(Assignment.period, Assignment.segment, variant)
+    ).all():
+        for metric in metric_types:
+            arms[(period, segment, arm, metric)] = [units, 0, 0.0, 0.0]
+
+    units: dict[tuple[str, str], tuple] = {}
+    rows = session.execute(
+        select(
+            Outcome.assignment_id,
+            Outcome.metric,
+            func.sum(Outcome.value),
+            func.sum(case((Outcome.value > 0, 1), else_=0)),
+            func.count(),
+            func.min(Outcome.occurred_at),
+            Assignment.assigned_at,
+            Assignment.period,
+            Assignment.segment,
+            variant,
+        )
+        .join(Assignment, Assignment.id == Outcome.assignment_id)
+        .where(Outcome.experiment_id == experiment.id, Outcome.attributed)
+        .group_by(
+            Outcome.assignment_id,
+            Outcome.metric,
+            Assignment.assigned_at,
+            Assignment.period,
+            Assignment.segment,
+            variant,
+        )
+    ).all()
+    for assignment_id, metric, value_sum, positives, events, first, assigned_at, *arm in rows:
+        binary = metric_types.get(metric) == "binary"
+        total = float(positives) if binary else float(value_sum)
+        first = _aware(first)
+        delay = (first - _aware(assigned_at)).total_seconds()
+        units[(assignment_id, metric)] = (total, events, first, delay)
+        stats = arms.setdefault((*arm, metric), [0, 0, 0.0, 0.0])
+        if binary:
+            if total > 0:
+                stats[1] += 1
+                stats[2] += 1.0
+                stats[3] += 1.0
+        else:
+            stats[1] += 1
+            stats[2] += total
+            stats[3] += total * total
+    return {k: tuple(v) for k, v in arms.items()}, units
+
+
+def stored(session: Session, experiment: Experiment) -> tuple[dict, dict]:
+    """(arm statistics, unit totals) as the hot paths maintained them; same shapes as compute."""
+    arms = {
+        (a.period, a.segment, a.variant, a.metric): (
+            a.units,
+            a.conversions,
+            a.sum,
+            a.sum_squares,
+        )
+        for a in session.execute(
+            select(ArmStats).where(ArmStats.experiment_id == experiment.id)
+        ).scalars()
+    }
+    units = {
+        (u.assignment_id, u.metric): (u.total, u.events, _aware(u.first_at), u.delay_seconds)
+        for u in session.execute(
+            select(UnitMetric).where(UnitMetric.experiment_id == experiment.id)
+        ).scalars()
+    }
+    return arms, units
+
+
+def differences(session: Session, experiment: Experiment, tolerance: float = 1e-6) -> list[str]:
+    """Where the maintained statistics differ from a rebuild; empty when they agree."""
+    built_arms, built_units = compute(session, experiment)
+    kept_arms, kept_units = stored(session, experiment)
+    found = []
+    for key in sorted(set(built_arms) | set(kept_arms), key=str):
+        a, b = built_arms.get(key, (0, 0, 0.0, 0.0)), kept_arms.get(key, (0, 0, 0.0, 0.0))
+        if any(abs(x - y) > tolerance * max(1.0, abs(x)) for x, y in zip(a, b, strict=True)):
+            found.append(f"arm {key}: raw rows give {a}, stored {b}")
+    for key in sorted(set(built_units) | set(kept_units)):
+        a, b = built_units.get(key), kept_units.get(key)
+        if a is None or b is None or abs(a[0] - b[0]) > tolerance or a[1] != b[1]:
+            found.append(f"unit {key}: raw rows give {a}, stored {b}")
+    return found
+
+
+def rebuild(session: Session, experiment: Experiment) -> int:
+    """Replace the experiment's statistics with those of its raw rows; the arms written."""
+    arms, units = compute(session, experiment)
+    session.execute(delete(UnitMetric).where(UnitMetric.experiment_id == experiment.id))
+    session.execute(delete(ArmStats).where(ArmStats.experiment_id == experiment.id))
+    if units:
+        session.execute(
+            insert(UnitMetric),
+            [
+                {
+                    "assignment_id": assignment_id,
+                    "experiment_id": experiment.id,
+                    "metric": metric,
+                    "total": total,
+                    "events": events,
+                    "first_at": first,
+                    "delay_seconds": delay,
+                }
+                for (assignment_id, metric), (total, events, first, delay) in units.items()
+            ],
+        )
+    if arms:
+        session.execute(
+            insert(ArmStats),
+            [
+                {
+                    "experiment_id": experiment.id,
+                    "period": period,
+                    "segment": segment,
+                    "variant": variant,
+                    "metric": metric,
+                    "units": n,
+                    "conversions": c,
+                    "sum": s,
+                    "sum_squares": q,
+                }
+                for (period, segment, variant, metric), (n, c, s, q) in arms.items()
+            ],
+        )
+    return len(arms)
+
+
+def _aware(moment):
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
