@@ -156,7 +156,7 @@ class Outcome(SQLModel, table=True):
     experiment_id: int | None = Field(
         default=None, foreign_key="experiment.id", ondelete="CASCADE", index=True
     )
-    assignment_id: str | None = Field(default=None, max_length=32, index=True)
+    assignment_id: str | None = Field(default=None, max_length=32)
     unit_id: str | None = Field(default=None, max_length=200)
     metric: str = Field(max_length=64)
     value: float = Field(default=1.0)

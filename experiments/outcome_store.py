@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from experiments.assignment_store import sqlite_time, values_statements
+from experiments.assignment_store import memoized_sqlite_time, values_statements
 
 OUTCOME_COLUMNS = (
     "event_id",
@@ -26,7 +26,7 @@ OUTCOME_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class UnitDelta:
     """What one attributed event adds to its assignment's total of its metric."""
 
@@ -40,7 +40,7 @@ class UnitDelta:
     arm: tuple[int, str, str]  # (period, segment, variant or the holdout's arm)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OutcomeRow:
     event_id: str
     experiment_id: int | None
@@ -63,7 +63,7 @@ def write_outcomes(transaction, rows: list[OutcomeRow]) -> set[str]:
     Returns the event ids stored."""
     postgres = transaction.postgres
     cursor = transaction.cursor
-    when = (lambda moment: moment) if postgres else sqlite_time
+    when = (lambda moment: moment) if postgres else memoized_sqlite_time()
     inserted: set[str] = set()
     params = [
         (

@@ -15,17 +15,18 @@ follow, and folded into the sufficient statistics the bandit and the results rea
   transaction. `rebuild_statistics` recomputes both from raw rows.
 """
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 
 from experiments.assignment_store import AssignmentStore
 from experiments.db import Database
 from experiments.errors import NotFound
-from experiments.models import Assignment, Experiment, utcnow
+from experiments.models import Experiment, utcnow
 from experiments.outcome_store import OutcomeRow, UnitDelta, write_outcomes
 from experiments.runtime import Runtime, RuntimeCache
 from experiments.spec import HOLDOUT_ARM
@@ -43,7 +44,7 @@ AFTER_WINDOW = "after_window"
 OTHER_EXPERIMENT = "other_experiment"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OutcomeEvent:
     event_id: str
     metric: str
@@ -61,7 +62,7 @@ class IngestCounts:
     unattributed: int  # of the accepted, those stored as unattributed
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Assigned:
     id: str
     experiment_id: int
@@ -128,52 +129,55 @@ def _runtimes_by_id(database, cache, runtimes, found) -> dict[int, Runtime]:
     return by_id
 
 
+ASSIGNED = "id, experiment_id, unit_id, variant, segment, period, assigned_at"
+
+
 def _assignments(database, runtimes, events) -> dict:
-    """The assignments the events may refer to: by id, and by (experiment id, unit id)."""
-    table = Assignment.__table__
-    columns = [
-        table.c.id,
-        table.c.experiment_id,
-        table.c.unit_id,
-        table.c.variant,
-        table.c.segment,
-        table.c.period,
-        table.c.assigned_at,
-    ]
+    """The assignments the events may refer to: by id, and by (experiment id, unit id).
+
+    Read on the driver connection, outside the write lock: assignments never change once
+    stored. (An assignment committed after this read is a unit unknown to this batch.)
+    """
+    store = AssignmentStore.of(database)
+    postgres = store.postgres
+    among = "= ANY(%s)" if postgres else "IN (SELECT value FROM json_each(?))"
+    mark = "%s" if postgres else "?"
+
+    def values(items: list[str]):
+        return items if postgres else json.dumps(items)
+
+    def assigned(row) -> _Assigned:
+        at = row[6]
+        if isinstance(at, str):
+            at = datetime.fromisoformat(at).replace(tzinfo=UTC)
+        return _Assigned(row[0], row[1], row[2], row[3], row[4], row[5], at)
+
     by_id: dict[str, _Assigned] = {}
     by_unit: dict[tuple[int, str], list[_Assigned]] = defaultdict(list)
     ids = sorted({e.assignment_id for e in events if e.assignment_id})
     units: dict[str, set[str]] = defaultdict(set)  # by experiment key
     for event in events:
-        runtime = runtimes.get(event.experiment) if event.experiment else None
-        if runtime is not None and not event.assignment_id and event.unit_id:
+        if not event.assignment_id and event.unit_id and runtimes.get(event.experiment):
             units[event.experiment].add(event.unit_id)
-    with database.engine.connect() as connection:
-        for start in range(0, len(ids), 5000):
-            for row in connection.execute(
-                select(*columns).where(table.c.id.in_(ids[start : start + 5000]))
-            ):
-                by_id[row.id] = _Assigned(*row)
+    with store.read() as cursor:
+        if ids:
+            cursor.execute(f"SELECT {ASSIGNED} FROM assignment WHERE id {among}", (values(ids),))
+            for row in cursor.fetchall():
+                by_id[row[0]] = assigned(row)
         for key, unit_ids in units.items():
             runtime = runtimes[key]
-            wanted = sorted(unit_ids)
-            for start in range(0, len(wanted), 5000):
-                chunk = wanted[start : start + 5000]
-                if runtime.stickiness == "unit":
-                    where = and_(
-                        table.c.experiment_id == runtime.experiment_id,
-                        table.c.sticky_unit.in_(chunk),
-                    )
-                else:
-                    where = and_(
-                        table.c.experiment_id == runtime.experiment_id,
-                        table.c.sticky_unit.is_(None),
-                        table.c.unit_id.in_(chunk),
-                    )
-                for row in connection.execute(select(*columns).where(where)):
-                    by_unit[(row.experiment_id, row.unit_id)].append(_Assigned(*row))
-    for decisions in by_unit.values():
-        decisions.sort(key=lambda a: a.assigned_at)
+            column = "sticky_unit" if runtime.stickiness == "unit" else "unit_id"
+            decisions = "" if runtime.stickiness == "unit" else " AND sticky_unit IS NULL"
+            cursor.execute(
+                f"SELECT {ASSIGNED} FROM assignment WHERE experiment_id = {mark}{decisions} "
+                f"AND {column} {among}",
+                (runtime.experiment_id, values(sorted(unit_ids))),
+            )
+            for row in cursor.fetchall():
+                found = assigned(row)
+                by_unit[(found.experiment_id, found.unit_id)].append(found)
+    for decisions_of_unit in by_unit.values():
+        decisions_of_unit.sort(key=lambda a: a.assigned_at)
     return {"id": by_id, "unit": by_unit}
 
 
@@ -220,7 +224,7 @@ def _attribute(event: OutcomeEvent, runtimes, by_id, found, now: datetime) -> Ou
         return unattributed(UNKNOWN_METRIC, experiment_id, assigned.id)
     if occurred < assigned.assigned_at:
         return unattributed(BEFORE_ASSIGNMENT, experiment_id, assigned.id)
-    if occurred > assigned.assigned_at + timedelta(hours=runtime.attribution_window_hours):
+    if (occurred - assigned.assigned_at).total_seconds() > runtime.attribution_window_hours * 3600:
         return unattributed(AFTER_WINDOW, experiment_id, assigned.id)
     binary = metric_type == "binary"
     return OutcomeRow(
