@@ -58,114 +58,135 @@ class OutcomeRow:
         return self.reason is None
 
 
-def write_outcomes(transaction, rows: list[OutcomeRow]) -> set[str]:
+class PreparedOutcomes:
+    """A batch's statements, built before the write lock is taken: inside it only the
+    database's work and the arithmetic that needs its answers remain."""
+
+    def __init__(self, rows: list[OutcomeRow], postgres: bool):
+        self.rows = rows
+        self.postgres = postgres
+        self.when = (lambda moment: moment) if postgres else memoized_sqlite_time()
+        when = self.when
+        params = [
+            (
+                r.event_id,
+                r.experiment_id,
+                r.assignment_id,
+                r.unit_id,
+                r.metric,
+                r.value,
+                when(r.occurred_at),
+                when(r.received_at),
+                r.attributed if postgres else int(r.attributed),
+                r.reason,
+            )
+            for r in rows
+        ]
+        self.outcome_statements = values_statements(
+            f"INSERT INTO outcome ({', '.join(OUTCOME_COLUMNS)})",
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            params,
+            postgres=postgres,
+        )
+        # Folded as if every event is new, the usual case; redone inside if some were not.
+        self.folded = _Folded([r.delta for r in rows if r.delta is not None], postgres, when)
+
+
+def write_outcomes(transaction, prepared: PreparedOutcomes) -> set[str]:
     """Store the rows whose event_id is new; fold the new attributed ones into the statistics.
     Returns the event ids stored."""
-    postgres = transaction.postgres
     cursor = transaction.cursor
-    when = (lambda moment: moment) if postgres else memoized_sqlite_time()
     inserted: set[str] = set()
-    params = [
-        (
-            r.event_id,
-            r.experiment_id,
-            r.assignment_id,
-            r.unit_id,
-            r.metric,
-            r.value,
-            when(r.occurred_at),
-            when(r.received_at),
-            r.attributed if postgres else int(r.attributed),
-            r.reason,
-        )
-        for r in rows
-    ]
-    for sql, values in values_statements(
-        f"INSERT INTO outcome ({', '.join(OUTCOME_COLUMNS)})",
-        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-        params,
-        postgres=postgres,
-    ):
+    for sql, values in prepared.outcome_statements:
         cursor.execute(sql, values)
         inserted.update(row[0] for row in cursor.fetchall())
-
-    deltas = [r.delta for r in rows if r.delta is not None and r.event_id in inserted]
-    if deltas:
-        _fold(cursor, deltas, postgres, when)
+    folded = prepared.folded
+    if len(inserted) < len(prepared.rows):  # some were stored meanwhile, by another request
+        deltas = [r.delta for r in prepared.rows if r.delta is not None and r.event_id in inserted]
+        folded = _Folded(deltas, prepared.postgres, prepared.when)
+    folded.write(cursor)
     return inserted
 
 
-def _fold(cursor, deltas: list[UnitDelta], postgres: bool, when) -> None:
-    # One row per (assignment, metric): an upsert may not touch a row twice in one statement.
-    merged: dict[tuple[str, str], dict] = {}
-    for d in deltas:
-        key = (d.assignment_id, d.metric)
-        entry = merged.get(key)
-        if entry is None:
-            merged[key] = {"delta": d, "amount": d.amount, "events": 1, "first": d}
-        else:
-            entry["amount"] += d.amount
-            entry["events"] += 1
-            if d.occurred_at < entry["first"].occurred_at:
-                entry["first"] = d
-    smallest = "LEAST" if postgres else "min"
-    params = [
-        (
-            assignment_id,
-            e["delta"].experiment_id,
-            metric,
-            e["amount"],
-            e["events"],
-            when(e["first"].occurred_at),
-            e["first"].delay_seconds,
-        )
-        for (assignment_id, metric), e in merged.items()
-    ]
-    totals: dict[tuple[str, str], tuple[float, int]] = {}
-    for sql, values in values_statements(
-        "INSERT INTO unit_metric (assignment_id, experiment_id, metric, total, events, "
-        "first_at, delay_seconds)",
-        "ON CONFLICT (assignment_id, metric) DO UPDATE SET "
-        "total = unit_metric.total + excluded.total, "
-        "events = unit_metric.events + excluded.events, "
-        f"first_at = {smallest}(unit_metric.first_at, excluded.first_at), "
-        f"delay_seconds = {smallest}(unit_metric.delay_seconds, excluded.delay_seconds) "
-        "RETURNING assignment_id, metric, total, events",
-        params,
-        postgres=postgres,
-    ):
-        cursor.execute(sql, values)
-        totals.update(((a, m), (t, n)) for a, m, t, n in cursor.fetchall())
+class _Folded:
+    def __init__(self, deltas: list[UnitDelta], postgres: bool, when):
+        self.postgres = postgres
+        # One row per (assignment, metric): an upsert may not touch a row twice in a statement.
+        merged: dict[tuple[str, str], dict] = {}
+        for d in deltas:
+            key = (d.assignment_id, d.metric)
+            entry = merged.get(key)
+            if entry is None:
+                merged[key] = {"delta": d, "amount": d.amount, "events": 1, "first": d}
+            else:
+                entry["amount"] += d.amount
+                entry["events"] += 1
+                if d.occurred_at < entry["first"].occurred_at:
+                    entry["first"] = d
+        self.merged = merged
 
-    # The change of each unit's total, as the arm's statistics see it.
-    arms: dict[tuple, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
-    for key, e in merged.items():
-        new_total, new_events = totals[key]
-        old_total, old_events = new_total - e["amount"], new_events - e["events"]
-        d = e["delta"]
-        stats = arms[(d.experiment_id, *d.arm, d.metric)]
-        if d.binary:
-            if old_total <= 0 < new_total:  # converted now: counted once, as 0/1
-                stats[0] += 1
-                stats[1] += 1.0
-                stats[2] += 1.0
-        else:
-            stats[0] += 1 if old_events == 0 else 0
-            stats[1] += new_total - old_total
-            stats[2] += new_total * new_total - old_total * old_total
-    params = [
-        (experiment_id, period, segment, variant, metric, 0, c, s, q)
-        for (experiment_id, period, segment, variant, metric), (c, s, q) in arms.items()
-        if c or s or q
-    ]
-    for sql, values in values_statements(
-        "INSERT INTO arm_stats (experiment_id, period, segment, variant, metric, units, "
-        "conversions, sum, sum_squares)",
-        "ON CONFLICT (experiment_id, period, segment, variant, metric) DO UPDATE SET "
-        "conversions = arm_stats.conversions + excluded.conversions, "
-        "sum = arm_stats.sum + excluded.sum, "
-        "sum_squares = arm_stats.sum_squares + excluded.sum_squares",
-        params,
-        postgres=postgres,
-    ):
-        cursor.execute(sql, values)
+        smallest = "LEAST" if postgres else "min"
+        params = [
+            (
+                assignment_id,
+                e["delta"].experiment_id,
+                metric,
+                e["amount"],
+                e["events"],
+                when(e["first"].occurred_at),
+                e["first"].delay_seconds,
+            )
+            for (assignment_id, metric), e in merged.items()
+        ]
+        self.unit_statements = values_statements(
+            "INSERT INTO unit_metric (assignment_id, experiment_id, metric, total, events, "
+            "first_at, delay_seconds)",
+            "ON CONFLICT (assignment_id, metric) DO UPDATE SET "
+            "total = unit_metric.total + excluded.total, "
+            "events = unit_metric.events + excluded.events, "
+            f"first_at = {smallest}(unit_metric.first_at, excluded.first_at), "
+            f"delay_seconds = {smallest}(unit_metric.delay_seconds, excluded.delay_seconds) "
+            "RETURNING assignment_id, metric, total, events",
+            params,
+            postgres=postgres,
+        )
+
+    def write(self, cursor) -> None:
+        if not self.merged:
+            return
+        totals: dict[tuple[str, str], tuple[float, int]] = {}
+        for sql, values in self.unit_statements:
+            cursor.execute(sql, values)
+            totals.update(((a, m), (t, n)) for a, m, t, n in cursor.fetchall())
+        # The change of each unit's total, as the arm's statistics see it.
+        arms: dict[tuple, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+        for key, e in self.merged.items():
+            new_total, new_events = totals[key]
+            old_total, old_events = new_total - e["amount"], new_events - e["events"]
+            d = e["delta"]
+            stats = arms[(d.experiment_id, *d.arm, d.metric)]
+            if d.binary:
+                if old_total <= 0 < new_total:  # converted now: counted once, as 0/1
+                    stats[0] += 1
+                    stats[1] += 1.0
+                    stats[2] += 1.0
+            else:
+                stats[0] += 1 if old_events == 0 else 0
+                stats[1] += new_total - old_total
+                stats[2] += new_total * new_total - old_total * old_total
+        params = [
+            (experiment_id, period, segment, variant, metric, 0, c, s, q)
+            for (experiment_id, period, segment, variant, metric), (c, s, q) in arms.items()
+            if c or s or q
+        ]
+        for sql, values in values_statements(
+            "INSERT INTO arm_stats (experiment_id, period, segment, variant, metric, units, "
+            "conversions, sum, sum_squares)",
+            "ON CONFLICT (experiment_id, period, segment, variant, metric) DO UPDATE SET "
+            "conversions = arm_stats.conversions + excluded.conversions, "
+            "sum = arm_stats.sum + excluded.sum, "
+            "sum_squares = arm_stats.sum_squares + excluded.sum_squares",
+            params,
+            postgres=self.postgres,
+        ):
+            cursor.execute(sql, values)

@@ -27,7 +27,7 @@ from experiments.assignment_store import AssignmentStore
 from experiments.db import Database
 from experiments.errors import NotFound
 from experiments.models import Experiment, utcnow
-from experiments.outcome_store import OutcomeRow, UnitDelta, write_outcomes
+from experiments.outcome_store import OutcomeRow, PreparedOutcomes, UnitDelta, write_outcomes
 from experiments.runtime import Runtime, RuntimeCache
 from experiments.spec import HOLDOUT_ARM
 
@@ -85,23 +85,43 @@ def ingest(
     unique: dict[str, OutcomeEvent] = {}
     for event in events:
         unique.setdefault(event.event_id, event)
-    repeated = len(events) - len(unique)
     batch = list(unique.values())
 
-    runtimes = _runtimes(database, cache, batch)
-    found = _assignments(database, runtimes, batch)
-    by_id = _runtimes_by_id(database, cache, runtimes, found)
-    rows = [_attribute(event, runtimes, by_id, found, now) for event in batch]
+    store = AssignmentStore.of(database)
+    # Events stored before are set aside first, outside the write lock; the insert's own
+    # ON CONFLICT still decides for any stored meanwhile.
+    known = _stored_event_ids(store, [e.event_id for e in batch])
+    fresh = [e for e in batch if e.event_id not in known]
 
-    inserted = AssignmentStore.of(database).run(
-        lambda transaction: write_outcomes(transaction, rows)
+    runtimes = _runtimes(database, cache, fresh)
+    found = _assignments(database, runtimes, fresh)
+    by_id = _runtimes_by_id(database, cache, runtimes, found)
+    rows = [_attribute(event, runtimes, by_id, found, now) for event in fresh]
+    prepared = PreparedOutcomes(rows, store.postgres)
+
+    inserted = (
+        store.run(lambda transaction: write_outcomes(transaction, prepared)) if rows else set()
     )
     unattributed = sum(1 for row in rows if row.event_id in inserted and not row.attributed)
     return IngestCounts(
         accepted=len(inserted),
-        duplicates=repeated + len(batch) - len(inserted),
+        duplicates=len(events) - len(inserted),
         unattributed=unattributed,
     )
+
+
+def _stored_event_ids(store: AssignmentStore, event_ids: list[str]) -> set[str]:
+    if not event_ids:
+        return set()
+    with store.read() as cursor:
+        if store.postgres:
+            cursor.execute("SELECT event_id FROM outcome WHERE event_id = ANY(%s)", (event_ids,))
+        else:
+            cursor.execute(
+                "SELECT event_id FROM outcome WHERE event_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(event_ids),),
+            )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _runtimes(database, cache, events) -> dict[str, Runtime | None]:
