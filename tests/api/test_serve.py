@@ -104,6 +104,14 @@ def test_serve_prints_a_one_time_admin_token_and_serves_the_walkthrough(served):
     ]
     assert len({a["assignment_id"] for a in answers}) == 1, answers
     assert answers[0]["variant"] in {"morning-push", "evening-email", None}  # None: holdout
+    event = {**{k: body[k] for k in ("experiment", "unit_id")}, "event_id": "e-42"}
+    event["metric"] = "activated"
+    counts = [
+        requests.post(f"{base}/v1/outcomes", json=event, headers=engine_key).json()
+        for _ in range(3)
+    ]
+    assert counts[0] == {"accepted": 1, "duplicates": 0, "unattributed": 0}
+    assert counts[1:] == [{"accepted": 0, "duplicates": 1, "unattributed": 0}] * 2
     refused = requests.post(f"{base}/v1/assignments", json=body, headers=growth)
     assert refused.status_code == 403
     assert refused.json()["code"] == 403
