@@ -131,6 +131,7 @@ def assign(
             runtime.experiment_id,
             runtime.metrics,
             Counter((d["period"], d["segment"], d["variant"] or HOLDOUT_ARM) for d in decisions),
+            now.timestamp(),
         )
         return stored, decisions
 

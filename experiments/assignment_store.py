@@ -478,10 +478,13 @@ class _Transaction:
         )
         return {row[0] for row in self.cursor.fetchall()}
 
-    def add_units(self, experiment_id: int, metrics: tuple[str, ...], counts: Counter) -> None:
-        """units += n for every metric of each arm: counts[(period, segment, variant)] = n."""
+    def add_units(
+        self, experiment_id: int, metrics: tuple[str, ...], counts: Counter, at: float
+    ) -> None:
+        """units += n for every metric of each arm: counts[(period, segment, variant)] = n,
+        all assigned at `at` (Unix seconds)."""
         rows = [
-            (experiment_id, period, segment, variant, metric, n, 0, 0, 0)
+            (experiment_id, period, segment, variant, metric, n, 0, 0, 0, n * at)
             for (period, segment, variant), n in counts.items()
             for metric in metrics
         ]
@@ -489,14 +492,15 @@ class _Transaction:
             return
         head = (
             "INSERT INTO arm_stats (experiment_id, period, segment, variant, metric, units, "
-            "conversions, sum, sum_squares)"
+            "conversions, sum, sum_squares, assigned_seconds)"
         )
         tail = (
             "ON CONFLICT (experiment_id, period, segment, variant, metric) "
-            "DO UPDATE SET units = arm_stats.units + excluded.units"
+            "DO UPDATE SET units = arm_stats.units + excluded.units, "
+            "assigned_seconds = arm_stats.assigned_seconds + excluded.assigned_seconds"
         )
         if self.postgres:
-            self.cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * 9)}) {tail}", rows)
+            self.cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * 10)}) {tail}", rows)
         else:
             for sql, params in values_statements(head, tail, rows):
                 self.cursor.execute(sql, params)

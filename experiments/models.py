@@ -181,6 +181,9 @@ class ArmStats(SQLModel, table=True):
     conversions: int = Field(default=0)
     sum: float = Field(default=0.0)
     sum_squares: float = Field(default=0.0)
+    # Σ of the units' assignment times (Unix seconds): their mean gives the arm's age in this
+    # period, which delay-aware reweights need, without reading assignments.
+    assigned_seconds: float = Field(default=0.0)
 
 
 # One assignment's running total of one metric, from its attributed outcomes: it makes a binary

@@ -175,13 +175,13 @@ class _Folded:
                 stats[1] += new_total - old_total
                 stats[2] += new_total * new_total - old_total * old_total
         params = [
-            (experiment_id, period, segment, variant, metric, 0, c, s, q)
+            (experiment_id, period, segment, variant, metric, 0, c, s, q, 0.0)
             for (experiment_id, period, segment, variant, metric), (c, s, q) in arms.items()
             if c or s or q
         ]
         for sql, values in values_statements(
             "INSERT INTO arm_stats (experiment_id, period, segment, variant, metric, units, "
-            "conversions, sum, sum_squares)",
+            "conversions, sum, sum_squares, assigned_seconds)",
             "ON CONFLICT (experiment_id, period, segment, variant, metric) DO UPDATE SET "
             "conversions = arm_stats.conversions + excluded.conversions, "
             "sum = arm_stats.sum + excluded.sum, "

@@ -7,17 +7,25 @@ request after `next_reweight_at`, on any worker, claims it with one conditional 
 demand.
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlmodel import Session
 
+from bandits.delays import DelayDistribution
 from bandits.policies import ThompsonSampling, segment_weights
 from experiments.db import Database
 from experiments.errors import Conflict
 from experiments.lifecycle import get_experiment, new_seed
-from experiments.models import AllocationPeriod, ArmStats, Experiment, Metric, utcnow
+from experiments.models import (
+    AllocationPeriod,
+    ArmStats,
+    Experiment,
+    Metric,
+    UnitMetric,
+    utcnow,
+)
 from experiments.runtime import Runtime, RuntimeCache, load_runtime
 from experiments.spec import HOLDOUT_ARM, OTHER_SEGMENT
 
@@ -25,6 +33,7 @@ from experiments.spec import HOLDOUT_ARM, OTHER_SEGMENT
 # segment then starts from what the others have shown rather than from nothing, yet 100 of its
 # own units outweigh the prior ten to one.
 PRIOR_PSEUDO_UNITS = 10.0
+DELAY_SAMPLE = 20_000
 
 
 def maybe_reweight(
@@ -92,7 +101,9 @@ def compute_weights(
     fewer than `min_units_per_arm` units."""
     segments = [key for key, _ in runtime.segment_rules] + [OTHER_SEGMENT]
     variants = [v.key for v in runtime.variants]
-    successes, trials = arm_counts(session=session, runtime=runtime, segments=segments)
+    successes, trials, effective = arm_counts(
+        session=session, runtime=runtime, segments=segments, now=now
+    )
     per_arm = trials.sum(axis=0)
     short = [
         (v, int(n)) for v, n in zip(variants, per_arm, strict=True) if n < runtime.min_units_per_arm
@@ -105,7 +116,7 @@ def compute_weights(
                 f"(min_units_per_arm); {listed}."
             )
         return None
-    return thompson_weights(successes, trials, segments, variants, runtime.min_weight)
+    return thompson_weights(successes, effective, segments, variants, runtime.min_weight)
 
 
 def thompson_weights(
@@ -125,9 +136,16 @@ def thompson_weights(
 
 
 def arm_counts(
-    *, session: Session, runtime: Runtime, segments: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(successes, trials) of the primary metric, shape (segments, variants), all periods."""
+    *, session: Session, runtime: Runtime, segments: list[str], now: datetime
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(successes, trials, delay-aware trials) of the primary metric, each of shape
+    (segments, variants), over all periods.
+
+    Delay-aware trials count a unit that has not converted as G(age) of a trial, G being the
+    share of conversions that arrive by that age (bandits/delays.py): a unit assigned an hour
+    ago is not yet a failure. Ages are per allocation period, from the mean assignment time
+    arm_stats keeps, so no assignment row is read for them.
+    """
     primary = session.execute(
         select(Metric.key).where(
             Metric.experiment_id == runtime.experiment_id, Metric.role == "primary"
@@ -137,24 +155,63 @@ def arm_counts(
         select(
             ArmStats.segment,
             ArmStats.variant,
-            func.sum(ArmStats.units),
-            func.sum(ArmStats.conversions),
-        )
-        .where(
+            ArmStats.units,
+            ArmStats.conversions,
+            ArmStats.assigned_seconds,
+        ).where(
             ArmStats.experiment_id == runtime.experiment_id,
             ArmStats.metric == primary,
             ArmStats.variant != HOLDOUT_ARM,
         )
-        .group_by(ArmStats.segment, ArmStats.variant)
-    )
+    ).all()
+    window = runtime.attribution_window_hours * 3600
+    delay = _delay_distribution(session, runtime, primary, now, window)
     s_index = {s: i for i, s in enumerate(segments)}
     successes = np.zeros((len(segments), len(runtime.variants)))
     trials = np.zeros_like(successes)
-    for segment, variant, units, conversions in rows:
+    effective = np.zeros_like(successes)
+    # Each row's units were assigned, on average, at assigned_seconds / units.
+    ages = [
+        max(0.0, now.timestamp() - (assigned or 0.0) / units) if units else window
+        for _, _, units, _, assigned in rows
+    ]
+    shares = delay.cdf(ages) if rows else []
+    for (segment, variant, units, conversions, _), share in zip(rows, shares, strict=True):
         if segment in s_index and variant in runtime.variant_index:
-            trials[s_index[segment], runtime.variant_index[variant]] = units or 0
-            successes[s_index[segment], runtime.variant_index[variant]] = conversions or 0
-    return successes, trials
+            at = (s_index[segment], runtime.variant_index[variant])
+            units, conversions = units or 0, conversions or 0
+            trials[at] += units
+            successes[at] += conversions
+            effective[at] += conversions + (units - conversions) * float(share)
+    return successes, trials, effective
+
+
+def _delay_distribution(
+    session: Session, runtime: Runtime, metric: str, now: datetime, window: float
+) -> DelayDistribution:
+    """The primary metric's delay distribution, from its latest conversions (at most
+    DELAY_SAMPLE of them: enough for the distribution's shape, cheap at every reweight)."""
+    rows = session.execute(
+        select(UnitMetric.delay_seconds, UnitMetric.first_at)
+        .where(
+            UnitMetric.experiment_id == runtime.experiment_id,
+            UnitMetric.metric == metric,
+            UnitMetric.total > 0,
+        )
+        .order_by(UnitMetric.id.desc())
+        .limit(DELAY_SAMPLE)
+    ).all()
+    delays, ages = [], []
+    for delay, first_at in rows:
+        age = (now - _aware(first_at)).total_seconds() + delay  # now − assigned_at
+        if age >= delay:  # seen by `now` (a simulated clock may run behind the events)
+            delays.append(delay)
+            ages.append(age)
+    return DelayDistribution.fit(delays, ages, window)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _open_period(

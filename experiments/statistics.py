@@ -20,7 +20,8 @@ ArmKey = tuple[int, str, str, str]  # (period, segment, variant, metric)
 def compute(session: Session, experiment: Experiment) -> tuple[dict, dict]:
     """(arm statistics, unit totals) as the raw rows give them.
 
-    arm statistics: {(period, segment, variant, metric): (units, conversions, sum, sum_squares)}
+    arm statistics: {(period, segment, variant, metric):
+                     (units, conversions, sum, sum_squares, assigned_seconds)}
     unit totals: {(assignment_id, metric): (total, events, first_at, delay_seconds)}
     """
     metric_types = dict(
@@ -30,13 +31,18 @@ def compute(session: Session, experiment: Experiment) -> tuple[dict, dict]:
     )
     arms: dict[ArmKey, list] = {}
     variant = func.coalesce(Assignment.variant, HOLDOUT_ARM)
-    for period, segment, arm, units in session.execute(
-        select(Assignment.period, Assignment.segment, variant, func.count())
+    seconds: dict[tuple, list] = {}
+    for period, segment, arm, assigned_at, units in session.execute(
+        select(Assignment.period, Assignment.segment, variant, Assignment.assigned_at, func.count())
         .where(Assignment.experiment_id == experiment.id)
-        .group_by(Assignment.period, Assignment.segment, variant)
+        .group_by(Assignment.period, Assignment.segment, variant, Assignment.assigned_at)
     ).all():
+        entry = seconds.setdefault((period, segment, arm), [0, 0.0])
+        entry[0] += units
+        entry[1] += units * _aware(assigned_at).timestamp()
+    for (period, segment, arm), (units, assigned) in seconds.items():
         for metric in metric_types:
-            arms[(period, segment, arm, metric)] = [units, 0, 0.0, 0.0]
+            arms[(period, segment, arm, metric)] = [units, 0, 0.0, 0.0, assigned]
 
     units: dict[tuple[str, str], tuple] = {}
     rows = session.execute(
@@ -69,7 +75,7 @@ def compute(session: Session, experiment: Experiment) -> tuple[dict, dict]:
         first = _aware(first)
         delay = (first - _aware(assigned_at)).total_seconds()
         units[(assignment_id, metric)] = (total, events, first, delay)
-        stats = arms.setdefault((*arm, metric), [0, 0, 0.0, 0.0])
+        stats = arms.setdefault((*arm, metric), [0, 0, 0.0, 0.0, 0.0])
         if binary:
             if total > 0:
                 stats[1] += 1
@@ -90,6 +96,7 @@ def stored(session: Session, experiment: Experiment) -> tuple[dict, dict]:
             a.conversions,
             a.sum,
             a.sum_squares,
+            a.assigned_seconds,
         )
         for a in session.execute(
             select(ArmStats).where(ArmStats.experiment_id == experiment.id)
@@ -110,7 +117,8 @@ def differences(session: Session, experiment: Experiment, tolerance: float = 1e-
     kept_arms, kept_units = stored(session, experiment)
     found = []
     for key in sorted(set(built_arms) | set(kept_arms), key=str):
-        a, b = built_arms.get(key, (0, 0, 0.0, 0.0)), kept_arms.get(key, (0, 0, 0.0, 0.0))
+        empty = (0, 0, 0.0, 0.0, 0.0)
+        a, b = built_arms.get(key, empty), kept_arms.get(key, empty)
         if any(abs(x - y) > tolerance * max(1.0, abs(x)) for x, y in zip(a, b, strict=True)):
             found.append(f"arm {key}: raw rows give {a}, stored {b}")
     for key in sorted(set(built_units) | set(kept_units)):
@@ -155,8 +163,9 @@ def rebuild(session: Session, experiment: Experiment) -> int:
                     "conversions": c,
                     "sum": s,
                     "sum_squares": q,
+                    "assigned_seconds": t,
                 }
-                for (period, segment, variant, metric), (n, c, s, q) in arms.items()
+                for (period, segment, variant, metric), (n, c, s, q, t) in arms.items()
             ],
         )
     return len(arms)

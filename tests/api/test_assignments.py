@@ -2,6 +2,7 @@
 
 import threading
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -321,8 +322,11 @@ def test_reweight_moves_weight_to_the_better_arm_with_floor_and_new_seed(client,
             "renewed",
             {"channel=email": 0.05, "channel=push": 0.12, "channel=sms": 0.04},
         )
+    # Reweighted once every window has closed: no unit is still young (delay-aware counting
+    # has its own test in tests/experiments/test_reweight_delays.py).
+    later = (datetime.now(UTC) + timedelta(hours=73)).isoformat()
     response = client.post(
-        "/v1/experiments/renewal-reminder/reweight", json={}, headers=keys["manage"]
+        "/v1/experiments/renewal-reminder/reweight", json={"now": later}, headers=keys["admin"]
     )
     assert response.status_code == 200, response.json
     period = response.json
