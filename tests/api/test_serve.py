@@ -6,6 +6,7 @@ and started, read back with another key.
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -153,3 +154,53 @@ def test_a_second_serve_does_not_print_another_token(served, tmp_path):
         process.terminate()
         process.wait(timeout=30)
         process.stdout.close()
+
+
+def test_simulate_drives_the_served_api_end_to_end(served):
+    base, admin_token, env, _ = served
+    result = subprocess.run(
+        [str(KAIROS), "simulate", "--url", base, "--hours", "8", "--users-per-hour", "150"],
+        env={**env, "KAIROS_TOKEN": admin_token},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Created experiment 'simulated-onboarding'" in result.stdout
+    assert "hour   8/8" in result.stdout
+    assert "Regret" in result.stdout and "Final weights per segment" in result.stdout
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    experiment = requests.get(f"{base}/v1/experiments/simulated-onboarding", headers=admin).json()
+    assert experiment["status"] == "running"
+    database = env["KAIROS_DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        periods = connection.execute("SELECT count(*) FROM allocation_period").fetchone()[0]
+        outcomes = connection.execute("SELECT count(*) FROM outcome").fetchone()[0]
+    assert periods > 1  # the bandit reweighted as the simulated hours passed
+    assert outcomes > 0
+    check = subprocess.run(
+        [str(KAIROS), "stats", "check", "simulated-onboarding"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    again = subprocess.run(
+        [str(KAIROS), "simulate", "--url", base, "--hours", "1", "--users-per-hour", "10"],
+        env={**env, "KAIROS_TOKEN": admin_token},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "Reusing experiment 'simulated-onboarding' (running)" in again.stdout
+
+    refused = subprocess.run(
+        [str(KAIROS), "simulate", "--url", base, "--token", "kairos_wrong", "--hours", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "401" in refused.stderr

@@ -1,0 +1,247 @@
+"""`kairos simulate`: a journey engine in a box, driving a running Kairos over HTTP.
+
+Synthetic users arrive every simulated hour, in three segments whose true response to timing,
+tone and channel the simulator knows. It asks Kairos for their message (batch assignments on
+a simulated clock, so the bandit reweights as the hours pass), decides who converts and when
+(delays within the attribution window), reports the conversions when they happen and the
+sends a frequency cap suppressed, and at the end compares what the bandit did with an oracle
+that knew the best message per segment and with a uniform split.
+"""
+
+import json
+import math
+import random
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import product
+
+FACTORS = {
+    "timing": ["morning", "evening"],
+    "tone": ["friendly", "urgent"],
+    "channel": ["email", "push"],
+}
+# True 72-hour activation rates: a base per segment, times an effect per factor level.
+BASE = {"newcomers": 0.05, "power-users": 0.08, "other": 0.03}
+EFFECTS = {
+    "newcomers": {"push": 1.5, "morning": 1.1, "urgent": 0.85},
+    "power-users": {"email": 1.3, "evening": 1.2, "friendly": 1.1},
+    "other": {"friendly": 1.2, "push": 1.1},
+}
+SEGMENT_MIX = {"newcomers": 0.4, "power-users": 0.25, "other": 0.35}
+PUSH_CAPPED = 0.03  # share of push sends a frequency cap suppresses
+MEAN_DELAY_HOURS = 6.0
+
+
+def variant_key(levels: dict) -> str:
+    return ",".join(f"{name}={levels[name]}" for name in FACTORS)
+
+
+VARIANTS = [dict(zip(FACTORS, combo, strict=True)) for combo in product(*FACTORS.values())]
+
+
+def true_rate(segment: str, levels: dict) -> float:
+    rate = BASE[segment]
+    for level in levels.values():
+        rate *= EFFECTS[segment].get(level, 1.0)
+    return rate
+
+
+def experiment_body(key: str) -> dict:
+    control = {"timing": "morning", "tone": "friendly", "channel": "email"}
+    return {
+        "key": key,
+        "name": "Simulated onboarding nudge",
+        "hypothesis": "Timing, tone and channel matter differently for each segment.",
+        "allocation": "thompson",
+        "factors": FACTORS,
+        "control": variant_key(control),
+        "segments": [
+            {
+                "key": "newcomers",
+                "rule": {"attribute": "days_since_signup", "op": "lt", "value": 14},
+            },
+            {
+                "key": "power-users",
+                "rule": {"attribute": "sessions_per_week", "op": "gte", "value": 5},
+            },
+        ],
+        "metrics": [{"key": "activated", "type": "binary", "role": "primary"}],
+        "attribution_window_hours": 72,
+        "holdout": 0.05,
+        "bandit": {"update_every_seconds": 3600, "min_weight": 0.02, "min_units_per_arm": 30},
+    }
+
+
+class Api:
+    def __init__(self, base: str, token: str):
+        self.base = base.rstrip("/")
+        self.token = token
+
+    def call(self, method: str, path: str, body=None, ok=(200, 201, 202)) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            payload = json.loads(error.read() or b"null")
+            if error.code in ok:
+                return error.code, payload
+            message = (payload or {}).get("message", "")
+            raise SimulationError(f"{method} {path} → {error.code}: {message}") from None
+        except urllib.error.URLError as error:
+            raise SimulationError(
+                f"Kairos is not reachable at {self.base}: {error.reason}"
+            ) from None
+
+
+class SimulationError(Exception):
+    pass
+
+
+@dataclass
+class Tally:
+    units: dict = field(default_factory=lambda: defaultdict(int))
+    conversions: dict = field(default_factory=lambda: defaultdict(int))
+    regret: float = 0.0
+    uniform_regret: float = 0.0
+    weights: dict = field(default_factory=dict)
+
+
+def simulate(
+    api: Api,
+    *,
+    key: str = "simulated-onboarding",
+    hours: int = 48,
+    users_per_hour: int = 400,
+    seed: int = 1,
+    start: datetime | None = None,
+    echo=print,
+) -> Tally:
+    rng = random.Random(seed)
+    clock = start or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    _ensure_experiment(api, key, echo)
+    best = {s: max(true_rate(s, v) for v in VARIANTS) for s in BASE}
+    mean = {s: sum(true_rate(s, v) for v in VARIANTS) / len(VARIANTS) for s in BASE}
+    pending: list[tuple[datetime, dict]] = []  # (when, event) not yet happened
+    tally = Tally()
+    event_number = 0
+    for hour in range(hours):
+        now = clock + timedelta(hours=hour)
+        users = [_user(rng, f"sim-{seed}-{hour}-{i}") for i in range(users_per_hour)]
+        _, answer = api.call(
+            "POST",
+            "/v1/assignments/batch",
+            {"experiment": key, "units": users, "now": now.isoformat()},
+        )
+        for sent in answer["assignments"]:
+            segment = sent["segment"]
+            if sent["holdout"]:
+                continue
+            levels = sent["factors"]
+            rate = true_rate(segment, levels)
+            arm = (segment, sent["variant"])
+            tally.units[arm] += 1
+            tally.regret += best[segment] - rate
+            tally.uniform_regret += best[segment] - mean[segment]
+            tally.weights.setdefault(segment, {})[sent["variant"]] = sent["propensity"]
+            event_number += 1
+            if levels["channel"] == "push" and rng.random() < PUSH_CAPPED:
+                pending.append((now, _event(event_number, sent, "suppressed", now)))
+            if rng.random() < rate:
+                delay = _delay(rng)
+                pending.append((now + delay, _event(event_number, sent, "activated", now + delay)))
+                tally.conversions[arm] += 1
+        pending = _report_due(api, pending, now + timedelta(hours=1))
+        if (hour + 1) % 6 == 0 or hour + 1 == hours:
+            echo(
+                f"  hour {hour + 1:>3}/{hours}: {sum(tally.units.values()):,} users messaged, "
+                f"{sum(tally.conversions.values()):,} will convert, regret so far "
+                f"{tally.regret:.1f} (uniform {tally.uniform_regret:.1f})"
+            )
+    _report(tally, best, echo)
+    return tally
+
+
+def _report_due(api: Api, pending: list, until: datetime) -> list:
+    """Report the events that have happened by `until`; return those still to come."""
+    due = [event for when, event in pending if when <= until]
+    for begin in range(0, len(due), 5_000):
+        api.call("POST", "/v1/outcomes/batch", {"events": due[begin : begin + 5_000]})
+    return [(when, event) for when, event in pending if when > until]
+
+
+def _ensure_experiment(api: Api, key: str, echo) -> None:
+    status, found = api.call("GET", f"/v1/experiments/{key}", ok=(200, 404))
+    if status == 404:
+        api.call("POST", "/v1/experiments", experiment_body(key))
+        echo(f"Created experiment '{key}': {len(VARIANTS)} variants (timing × tone × channel).")
+        found = {"status": "draft"}
+    else:
+        echo(f"Reusing experiment '{key}' ({found['status']}).")
+    if found["status"] in ("draft", "paused"):
+        api.call("POST", f"/v1/experiments/{key}/start")
+    elif found["status"] == "concluded":
+        raise SimulationError(f"Experiment '{key}' is concluded; pass another --experiment.")
+
+
+def _user(rng: random.Random, unit_id: str) -> dict:
+    roll = rng.random()
+    if roll < SEGMENT_MIX["newcomers"]:
+        attributes = {"days_since_signup": rng.randrange(0, 14), "sessions_per_week": 1}
+    elif roll < SEGMENT_MIX["newcomers"] + SEGMENT_MIX["power-users"]:
+        attributes = {"days_since_signup": rng.randrange(30, 400), "sessions_per_week": 7}
+    else:
+        attributes = {"days_since_signup": rng.randrange(30, 400), "sessions_per_week": 2}
+    return {"unit_id": unit_id, "attributes": attributes}
+
+
+def _delay(rng: random.Random) -> timedelta:
+    """Exponential with mean MEAN_DELAY_HOURS, within the 72-hour window."""
+    cap = -math.expm1(-72 / MEAN_DELAY_HOURS)
+    return timedelta(hours=-MEAN_DELAY_HOURS * math.log1p(-rng.random() * cap))
+
+
+def _event(number: int, sent: dict, metric: str, when: datetime) -> dict:
+    return {
+        "event_id": f"{sent['assignment_id']}-{metric}-{number}",
+        "assignment_id": sent["assignment_id"],
+        "metric": metric,
+        "occurred_at": when.isoformat(),
+    }
+
+
+def _report(tally: Tally, best: dict, echo) -> None:
+    total = sum(tally.units.values())
+    saved = tally.uniform_regret - tally.regret
+    echo("")
+    echo(
+        f"Regret (activations lost against an oracle that knew each segment's best message): "
+        f"Kairos {tally.regret:.1f}, uniform split {tally.uniform_regret:.1f}, "
+        f"oracle 0 — Kairos saved {saved:.1f} activations over {total:,} users."
+    )
+    echo("")
+    echo("Final weights per segment (top 3) and the truth:")
+    for segment in sorted(tally.weights):
+        weights = sorted(tally.weights[segment].items(), key=lambda kv: -kv[1])[:3]
+        true_best = max(VARIANTS, key=lambda v: true_rate(segment, v))
+        shown = ", ".join(f"{variant} {weight:.2f}" for variant, weight in weights)
+        echo(f"  {segment:<12} {shown}")
+        echo(f"  {'':<12} truly best: {variant_key(true_best)} ({best[segment]:.1%})")
+    echo("")
+    echo("Activation rate per segment, best three arms, as the simulator drew them (some")
+    echo("conversions are still on their way to Kairos when the simulation ends):")
+    for segment in sorted(BASE):
+        arms = [
+            (variant, tally.conversions[(s, variant)], n)
+            for (s, variant), n in tally.units.items()
+            if s == segment and n
+        ]
+        arms.sort(key=lambda a: -a[1] / a[2])
+        for variant, conversions, n in arms[:3]:
+            echo(f"  {segment:<12} {variant:<40} {conversions / n:6.1%} of {n:,}")
