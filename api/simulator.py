@@ -229,10 +229,10 @@ def _report(tally: Tally, best: dict, echo) -> None:
     echo("Final weights per segment (top 3) and the truth:")
     for segment in sorted(tally.weights):
         weights = sorted(tally.weights[segment].items(), key=lambda kv: -kv[1])[:3]
-        true_best = max(VARIANTS, key=lambda v: true_rate(segment, v))
+        tied = [variant_key(v) for v in VARIANTS if true_rate(segment, v) >= best[segment] - 1e-12]
         shown = ", ".join(f"{variant} {weight:.2f}" for variant, weight in weights)
         echo(f"  {segment:<12} {shown}")
-        echo(f"  {'':<12} truly best: {variant_key(true_best)} ({best[segment]:.1%})")
+        echo(f"  {'':<12} truly best ({best[segment]:.1%}): {' = '.join(tied)}")
     echo("")
     echo("Activation rate per segment, best three arms, as the simulator drew them (some")
     echo("conversions are still on their way to Kairos when the simulation ends):")
