@@ -1,0 +1,86 @@
+"""Bandit data analysed per allocation period, and the sample-ratio-mismatch check.
+
+Under a bandit, weights change between periods while the base rate may drift: an arm given
+most units in a good week looks better than one given most units in a bad week, though both
+converted alike within each week (Simpson's paradox). So each arm's rate is estimated within
+each period and combined with the periods' shares of all units, the same shares for every arm:
+θ_k = Σ_p (N_p / N) · θ_pk. Its posterior is a mixture of independent Betas, summarised by
+seeded draws.
+
+The sample-ratio check compares the units each arm received with what the weights of each
+period should have given it: expected_k = Σ_p N_p · w_pk (after the holdout's share).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+SRM_ALPHA = 0.001
+
+
+def stratified_draws(
+    units,
+    conversions,
+    rng: np.random.Generator,
+    draws: int = 100_000,
+    prior_alpha: float = 1.0,
+    prior_beta: float = 1.0,
+) -> np.ndarray:
+    """Posterior draws (draws × arms) of each arm's period-weighted conversion rate.
+
+    units, conversions: shape (periods, arms). Periods with no units carry no weight; an arm
+    without units in a weighted period contributes its prior there (honestly uncertain).
+    """
+    units = np.asarray(units, dtype=float)
+    conversions = np.asarray(conversions, dtype=float)
+    if units.shape != conversions.shape or units.ndim != 2:
+        raise ValueError("units and conversions must both have shape (periods, arms).")
+    if np.any(conversions < 0) or np.any(conversions > units):
+        raise ValueError("Need 0 ≤ conversions ≤ units in every period.")
+    totals = units.sum(axis=1)
+    if totals.sum() <= 0:
+        raise ValueError("No units at all.")
+    shares = totals / totals.sum()
+    result = np.zeros((draws, units.shape[1]))
+    for share, n, c in zip(shares, units, conversions, strict=True):
+        if share > 0:
+            result += share * rng.beta(prior_alpha + c, prior_beta + n - c, size=(draws, n.size))
+    return result
+
+
+@dataclass(frozen=True)
+class SampleRatio:
+    statistic: float
+    p_value: float
+    flag: bool
+    expected: np.ndarray
+
+
+def sample_ratio(observed, expected_shares, alpha: float = SRM_ALPHA) -> SampleRatio:
+    """Chi-square test of observed unit counts against expected shares (summing to 1)."""
+    observed = np.asarray(observed, dtype=float)
+    shares = np.asarray(expected_shares, dtype=float)
+    if observed.shape != shares.shape or observed.ndim != 1 or observed.size < 2:
+        raise ValueError("Need matching 1-D arrays of at least two arms.")
+    if np.any(shares <= 0) or not np.isclose(shares.sum(), 1.0):
+        raise ValueError("Expected shares must be positive and sum to 1.")
+    expected = shares * observed.sum()
+    statistic, p_value = stats.chisquare(observed, expected)
+    return SampleRatio(float(statistic), float(p_value), bool(p_value < alpha), expected)
+
+
+def expected_shares(period_units, period_weights, holdout: float = 0.0) -> np.ndarray:
+    """Each arm's expected share of all units, from each period's units and weights.
+
+    period_units: (periods,) units per period, holdout included; period_weights: (periods,
+    arms) the weights each period assigned with. With a holdout, the last share returned is
+    the holdout's.
+    """
+    units = np.asarray(period_units, dtype=float)
+    weights = np.asarray(period_weights, dtype=float)
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    arms = (units[:, None] * weights).sum(axis=0) / units.sum()
+    if holdout > 0:
+        return np.append((1 - holdout) * arms, holdout)
+    return arms
