@@ -4,17 +4,15 @@ Target: ≥ 25,000 stored assignments/s on 2 cores (the client runs on the same 
 The count of stored rows is checked against the count answered.
 """
 
-import http.client
 import random
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import orjson
 
-from bench.common import call, kairos_server
+from bench.common import SERVER, call, kairos_server, post_bytes
 
 BATCH, CLIENTS, SECONDS = 1_000, 4, 20
 
@@ -33,10 +31,6 @@ EXPERIMENT = {
 
 
 def client(base: str, token: str, worker: int, deadline: float, results: list) -> None:
-    url = urlparse(base)
-    # A new connection per request: a kept-alive one stays with the gunicorn worker that
-    # accepted it, and a few clients would then load one worker (one core) and idle the other.
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     sent = answered = 0
     latencies = []
     while time.monotonic() < deadline:
@@ -51,13 +45,9 @@ def client(base: str, token: str, worker: int, deadline: float, results: list) -
         ]
         body = orjson.dumps({"experiment": "bench-batch", "units": units})
         started = time.perf_counter()
-        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
-        connection.request("POST", "/v1/assignments/batch", body=body, headers=headers)
-        response = connection.getresponse()
-        payload = response.read()
-        connection.close()
+        status, payload = post_bytes(base, token, "/v1/assignments/batch", body)
         latencies.append(time.perf_counter() - started)
-        assert response.status == 200, payload[:300]
+        assert status == 200, payload[:300]
         answered += len(orjson.loads(payload)["assignments"])
         sent += BATCH
     results.append((answered, latencies))
@@ -87,10 +77,7 @@ def main() -> bool:
     latencies = sorted(x for _, lat in results for x in lat)
     rate = answered / elapsed
     expected_stored = answered + warm[0][0]
-    print(
-        f"{CLIENTS} clients × {SECONDS} s, {BATCH:,} new units a request, SQLite, "
-        f"gunicorn 2 workers × 4 threads"
-    )
+    print(f"{CLIENTS} clients × {SECONDS} s, {BATCH:,} new units a request, SQLite, {SERVER}")
     print(f"stored assignments/s: {rate:,.0f} (target ≥ 25,000)")
     print(
         f"request latency: median {latencies[len(latencies) // 2] * 1000:.0f} ms, "

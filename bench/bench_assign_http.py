@@ -7,7 +7,7 @@ with a random-looking id, as real user ids are.
 
 import os
 
-from bench.common import call, echo_server, kairos_server, median, row, wrk
+from bench.common import SERVER, call, echo_server, kairos_server, median, row, wrk
 
 CONNECTIONS, SECONDS, ROUNDS = 16, 10, int(os.environ.get("KAIROS_BENCH_ROUNDS", 3))
 
@@ -75,10 +75,7 @@ def main() -> bool:
     k_rps, e_rps = median([r["rps"] for r in kairos_runs]), median([r["rps"] for r in echo_runs])
     k_p99 = median([r["p99"] for r in kairos_runs])
     ratio = k_rps / e_rps
-    print(
-        f"{ROUNDS} rounds of {SECONDS} s, {CONNECTIONS} connections, gunicorn 2 workers × 4 "
-        "threads, SQLite; medians"
-    )
+    print(f"{ROUNDS} rounds of {SECONDS} s, {CONNECTIONS} connections, {SERVER}, SQLite; medians")
     print(row("", "requests/s", "p50 ms", "p99 ms"))
     print(
         row(

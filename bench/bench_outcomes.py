@@ -5,7 +5,6 @@ accepted = distinct events, duplicates = the rest, rows stored = distinct events
 maintained statistics equal a rebuild from raw rows (`kairos stats check`).
 """
 
-import http.client
 import queue
 import random
 import sqlite3
@@ -13,11 +12,10 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import orjson
 
-from bench.common import BIN, call, kairos_server
+from bench.common import BIN, SERVER, call, kairos_server, post_bytes
 
 UNITS, EVENTS_PER_UNIT, BATCH, CLIENTS, DUPLICATE_SHARE = 60_000, 4, 1_000, 4, 0.10
 
@@ -38,14 +36,8 @@ EXPERIMENT = {
 
 
 def post(base: str, token: str, path: str, body: bytes) -> dict:
-    url = urlparse(base)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    connection.request("POST", path, body=body, headers=headers)
-    response = connection.getresponse()
-    payload = response.read()
-    connection.close()
-    assert response.status in (200, 202), payload[:300]
+    status, payload = post_bytes(base, token, path, body)
+    assert status in (200, 202), payload[:300]
     return orjson.loads(payload)
 
 
@@ -129,7 +121,7 @@ def main() -> bool:
     exact = accepted == distinct == stored and duplicates == sent - distinct
     print(
         f"{len(bodies)} requests of {BATCH:,} events ({DUPLICATE_SHARE:.0%} repeats), "
-        f"{CLIENTS} clients, SQLite, gunicorn 2 workers × 4 threads"
+        f"{CLIENTS} clients, SQLite, {SERVER}"
     )
     print(f"events ingested/s: {rate:,.0f} (target ≥ 25,000)")
     print(

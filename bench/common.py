@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks: servers on loopback, wrk runs, medians, printing."""
 
+import http.client
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -124,6 +126,22 @@ def call(method: str, url: str, token: str | None = None, body=None) -> dict:
         request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read() or b"null")
+
+
+def post_bytes(base: str, token: str, path: str, body: bytes) -> tuple[int, bytes]:
+    """POST a ready JSON body on a new connection: a kept-alive one stays with the gunicorn
+    worker that accepted it, and a few clients would then load one worker and idle the other."""
+    url = urlparse(base)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    connection.request("POST", path, body=body, headers=headers)
+    response = connection.getresponse()
+    payload = response.read()
+    connection.close()
+    return response.status, payload
+
+
+SERVER = f"gunicorn {WORKERS} workers × {THREADS} threads"
 
 
 def need(command: str, package: str) -> str:

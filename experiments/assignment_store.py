@@ -73,13 +73,7 @@ def memoized_sqlite_time():
 def sqlite_rows(rows: list[dict]) -> list[tuple]:
     """Rows as SQLite parameters. A batch shares one `assigned_at` and a few `send_at`s, so
     each distinct time is formatted once (strftime per row was a tenth of a batch's time)."""
-    formatted: dict = {None: None}
-
-    def text(moment):
-        if moment not in formatted:
-            formatted[moment] = sqlite_time(moment)
-        return formatted[moment]
-
+    text = memoized_sqlite_time()
     return [
         (
             r["id"],

@@ -21,6 +21,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime (naive ones are UTC by convention)."""
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def json_field(default_factory=dict, nullable: bool = False) -> Any:
     return Field(default_factory=default_factory, sa_column=Column(JSONType, nullable=nullable))
 

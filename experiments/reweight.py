@@ -7,7 +7,7 @@ request after `next_reweight_at`, on any worker, claims it with one conditional 
 demand.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy import select, update
@@ -24,6 +24,7 @@ from experiments.models import (
     Experiment,
     Metric,
     UnitMetric,
+    as_utc,
     utcnow,
 )
 from experiments.runtime import Runtime, RuntimeCache, load_runtime
@@ -203,15 +204,11 @@ def _delay_distribution(
     ).all()
     delays, ages = [], []
     for delay, first_at in rows:
-        age = (now - _aware(first_at)).total_seconds() + delay  # now − assigned_at
+        age = (now - as_utc(first_at)).total_seconds() + delay  # now − assigned_at
         if age >= delay:  # seen by `now` (a simulated clock may run behind the events)
             delays.append(delay)
             ages.append(age)
     return DelayDistribution.fit(delays, ages, window)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _open_period(

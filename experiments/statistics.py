@@ -6,12 +6,18 @@ The hot paths keep `arm_stats` and `unit_metric` up to date as assignments and o
 (`kairos stats rebuild`), or after a change of the rules.
 """
 
-from datetime import UTC
-
 from sqlalchemy import case, delete, func, insert, select
 from sqlmodel import Session
 
-from experiments.models import ArmStats, Assignment, Experiment, Metric, Outcome, UnitMetric
+from experiments.models import (
+    ArmStats,
+    Assignment,
+    Experiment,
+    Metric,
+    Outcome,
+    UnitMetric,
+    as_utc,
+)
 from experiments.spec import HOLDOUT_ARM
 
 ArmKey = tuple[int, str, str, str]  # (period, segment, variant, metric)
@@ -39,7 +45,7 @@ def compute(session: Session, experiment: Experiment) -> tuple[dict, dict]:
     ).all():
         entry = seconds.setdefault((period, segment, arm), [0, 0.0])
         entry[0] += units
-        entry[1] += units * _aware(assigned_at).timestamp()
+        entry[1] += units * as_utc(assigned_at).timestamp()
     for (period, segment, arm), (units, assigned) in seconds.items():
         for metric in metric_types:
             arms[(period, segment, arm, metric)] = [units, 0, 0.0, 0.0, assigned]
@@ -72,8 +78,8 @@ def compute(session: Session, experiment: Experiment) -> tuple[dict, dict]:
     for assignment_id, metric, value_sum, positives, events, first, assigned_at, *arm in rows:
         binary = metric_types.get(metric) == "binary"
         total = float(positives) if binary else float(value_sum)
-        first = _aware(first)
-        delay = (first - _aware(assigned_at)).total_seconds()
+        first = as_utc(first)
+        delay = (first - as_utc(assigned_at)).total_seconds()
         units[(assignment_id, metric)] = (total, events, first, delay)
         stats = arms.setdefault((*arm, metric), [0, 0, 0.0, 0.0, 0.0])
         if binary:
@@ -103,7 +109,7 @@ def stored(session: Session, experiment: Experiment) -> tuple[dict, dict]:
         ).scalars()
     }
     units = {
-        (u.assignment_id, u.metric): (u.total, u.events, _aware(u.first_at), u.delay_seconds)
+        (u.assignment_id, u.metric): (u.total, u.events, as_utc(u.first_at), u.delay_seconds)
         for u in session.execute(
             select(UnitMetric).where(UnitMetric.experiment_id == experiment.id)
         ).scalars()
@@ -169,7 +175,3 @@ def rebuild(session: Session, experiment: Experiment) -> int:
             ],
         )
     return len(arms)
-
-
-def _aware(moment):
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)

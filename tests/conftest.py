@@ -105,6 +105,32 @@ def app(database_url, tmp_path):
     get_database_of(app).dispose()
 
 
+@pytest.fixture
+def nodes(database_url):
+    """nodes(n): n more app instances (own engines, as separate workers or hosts would have)
+    on this test's database; disposed at the end."""
+    made = []
+
+    def make(n: int = 2) -> list:
+        apps = [
+            create_app(
+                {
+                    "KAIROS_DATABASE_URL": database_url,
+                    "SECRET_KEY": "s",
+                    "TESTING": True,
+                    "KAIROS_CACHE_SECONDS": 0,
+                }
+            )
+            for _ in range(n)
+        ]
+        made.extend(apps)
+        return apps
+
+    yield make
+    for node in made:
+        get_database_of(node).dispose()
+
+
 def get_database_of(app) -> Database:
     with app.app_context():
         return get_database()

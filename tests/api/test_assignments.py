@@ -410,19 +410,9 @@ def test_scheduled_reweight_happens_on_the_first_request_after_it_is_due(client,
     assert again["period"] == 2  # …and it is not due again for update_every_seconds
 
 
-def test_two_nodes_assigning_the_same_new_units_at_once_agree(app, keys, database_url, database):
+def test_two_nodes_assigning_the_same_new_units_at_once_agree(app, keys, database, nodes):
     start(app.test_client(), keys, experiment_body())
-    nodes = [
-        create_app(
-            {
-                "KAIROS_DATABASE_URL": database_url,
-                "SECRET_KEY": "s",
-                "TESTING": True,
-                "KAIROS_CACHE_SECONDS": 0,
-            }
-        )
-        for _ in range(2)
-    ]
+    nodes = nodes(2)
     units = [f"race-{i}" for i in range(60)]
     answers: dict[int, list] = {0: [], 1: []}
     barrier = threading.Barrier(2)
@@ -445,11 +435,6 @@ def test_two_nodes_assigning_the_same_new_units_at_once_agree(app, keys, databas
             select(func.sum(ArmStats.units)).where(ArmStats.metric == "activated")
         ).one()
     assert units_counted == len(units)
-    for node in nodes:
-        with node.app_context():
-            from api.db import get_database
-
-            get_database().dispose()
 
 
 def test_propensity_of_fixed_split_matches_weights_in_every_segment(client, keys):

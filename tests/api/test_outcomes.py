@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from api import create_app
 from experiments import statistics
 from experiments.models import ArmStats, Experiment, Outcome, UnitMetric
 from tests.utils.assignments import start
@@ -258,22 +257,12 @@ def test_holdout_units_outcomes_go_to_the_holdout_arm(client, keys, database):
 
 
 def test_concurrent_batches_on_two_nodes_count_each_event_once(
-    keys, database_url, database, running, client
+    keys, database, running, client, nodes
 ):
     units = [f"u-{i}" for i in range(50)]
     for unit in units:
         assign(client, keys, unit)
-    nodes = [
-        create_app(
-            {
-                "KAIROS_DATABASE_URL": database_url,
-                "SECRET_KEY": "s",
-                "TESTING": True,
-                "KAIROS_CACHE_SECONDS": 0,
-            }
-        )
-        for _ in range(2)
-    ]
+    nodes = nodes(2)
     # Both nodes receive the same 300 events (50 units × activated, revenue ×2, suppressed…),
     # in different orders, several times, at once.
     events = []
@@ -319,11 +308,6 @@ def test_concurrent_batches_on_two_nodes_count_each_event_once(
     assert conversions == len(units)
     assert revenue == pytest.approx(sum(range(50)) + 1.5 * 50)
     assert_statistics_equal_a_rebuild(database)
-    for node in nodes:
-        with node.app_context():
-            from api.db import get_database
-
-            get_database().dispose()
 
 
 def test_rebuild_replaces_drifted_statistics(client, keys, database, running):

@@ -35,6 +35,29 @@ def make_work(name: str, fail: bool = False):
     return work
 
 
+def run_queued(store, works: dict) -> tuple[dict, dict]:
+    """Hand in every work from its own thread while another process holds the write lock,
+    then release it: the works queue up meanwhile. Returns (results, errors) by name."""
+    results, errors = {}, {}
+
+    def run(name):
+        try:
+            results[name] = store.run(works[name])
+        except ValueError as error:
+            errors[name] = str(error)
+
+    with open(store.lock_path, "a+b") as other_process:
+        fcntl.flock(other_process, fcntl.LOCK_EX)
+        threads = [threading.Thread(target=run, args=(name,)) for name in works]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        fcntl.flock(other_process, fcntl.LOCK_UN)
+        for thread in threads:
+            thread.join(10)
+    return results, errors
+
+
 def names(database) -> set[str]:
     with database.engine.connect() as conn:
         return {row[0] for row in conn.exec_driver_sql("SELECT name FROM api_key")}
@@ -50,24 +73,7 @@ def test_work_handed_in_while_the_lock_is_held_commits_as_one_group(database):
         return original()
 
     store._transaction = counting_transaction
-    results, errors = {}, {}
-
-    def run(name, fail=False):
-        try:
-            results[name] = store.run(make_work(name, fail))
-        except ValueError as error:
-            errors[name] = str(error)
-
-    # Another process holds the write lock: every thread's work queues up meanwhile.
-    with open(store.lock_path, "a+b") as other_process:
-        fcntl.flock(other_process, fcntl.LOCK_EX)
-        threads = [threading.Thread(target=run, args=(f"key-{i}",)) for i in range(6)]
-        for thread in threads:
-            thread.start()
-        time.sleep(0.3)
-        fcntl.flock(other_process, fcntl.LOCK_UN)
-        for thread in threads:
-            thread.join(10)
+    results, _ = run_queued(store, {f"key-{i}": make_work(f"key-{i}") for i in range(6)})
     assert results == {f"key-{i}": f"key-{i}" for i in range(6)}
     assert names(database) == set(results)
     assert len(commits) < 6  # grouped: fewer transactions than works
@@ -75,23 +81,8 @@ def test_work_handed_in_while_the_lock_is_held_commits_as_one_group(database):
 
 def test_a_failing_work_fails_alone_and_the_others_commit(database):
     store = AssignmentStore.of(database)
-    results, errors = {}, {}
-
-    def run(name, fail=False):
-        try:
-            results[name] = store.run(make_work(name, fail))
-        except ValueError as error:
-            errors[name] = str(error)
-
-    with open(store.lock_path, "a+b") as other_process:
-        fcntl.flock(other_process, fcntl.LOCK_EX)
-        threads = [threading.Thread(target=run, args=(f"key-{i}", i == 2)) for i in range(5)]
-        for thread in threads:
-            thread.start()
-        time.sleep(0.3)
-        fcntl.flock(other_process, fcntl.LOCK_UN)
-        for thread in threads:
-            thread.join(10)
+    works = {f"key-{i}": make_work(f"key-{i}", fail=i == 2) for i in range(5)}
+    results, errors = run_queued(store, works)
     assert errors == {"key-2": "key-2 is bad"}
     assert set(results) == {"key-0", "key-1", "key-3", "key-4"}
     assert names(database) == set(results)  # the bad work's row was rolled back
