@@ -58,15 +58,24 @@ class SampleRatio:
 
 
 def sample_ratio(observed, expected_shares, alpha: float = SRM_ALPHA) -> SampleRatio:
-    """Chi-square test of observed unit counts against expected shares (summing to 1)."""
+    """Chi-square test of observed unit counts against expected shares (summing to 1).
+
+    An arm with a zero share (a variant a guardrail switched off) drops out of the test while
+    it has no units; any unit it does have is a mismatch outright (p = 0).
+    """
     observed = np.asarray(observed, dtype=float)
     shares = np.asarray(expected_shares, dtype=float)
     if observed.shape != shares.shape or observed.ndim != 1 or observed.size < 2:
         raise ValueError("Need matching 1-D arrays of at least two arms.")
-    if np.any(shares <= 0) or not np.isclose(shares.sum(), 1.0):
-        raise ValueError("Expected shares must be positive and sum to 1.")
+    if np.any(shares < 0) or not np.isclose(shares.sum(), 1.0):
+        raise ValueError("Expected shares must be non-negative and sum to 1.")
     expected = shares * observed.sum()
-    statistic, p_value = stats.chisquare(observed, expected)
+    live = shares > 0
+    if np.any(observed[~live] > 0):
+        return SampleRatio(float("inf"), 0.0, True, expected)
+    if live.sum() < 2 or observed.sum() == 0:
+        return SampleRatio(0.0, 1.0, False, expected)
+    statistic, p_value = stats.chisquare(observed[live], expected[live])
     return SampleRatio(float(statistic), float(p_value), bool(p_value < alpha), expected)
 
 

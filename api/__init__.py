@@ -92,8 +92,9 @@ def blueprints() -> list:
     from api.experiments.routes import blp as experiments
     from api.health.routes import blp as health
     from api.outcomes.routes import blp as outcomes
+    from api.results.routes import blp as results
 
-    return [health, experiments, assignments, outcomes]
+    return [health, experiments, assignments, outcomes, results]
 
 
 def configure_logging(app: Flask) -> None:

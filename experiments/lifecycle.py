@@ -54,6 +54,7 @@ def create_experiment(
         update_every_seconds=spec.bandit.update_every_seconds,
         min_weight=spec.bandit.min_weight,
         min_units_per_arm=spec.bandit.min_units_per_arm,
+        threshold_of_caring=spec.threshold_of_caring,
         created_at=now,
         updated_at=now,
         variants=[

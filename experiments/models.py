@@ -60,6 +60,8 @@ class Experiment(SQLModel, table=True):
     update_every_seconds: int = Field(default=900)
     min_weight: float = Field(default=0.01)
     min_units_per_arm: int = Field(default=100)
+    # Conclude once the leader's expected loss on the primary metric is below this.
+    threshold_of_caring: float = Field(default=0.001)
     current_period: int = Field(default=0)
     # When a Thompson experiment is next due for a scheduled reweight; claimed atomically.
     next_reweight_at: datetime | None = Field(default=None)

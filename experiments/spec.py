@@ -37,6 +37,9 @@ MAX_VARIANTS = 256
 MAX_ATTRIBUTION_WINDOW_HOURS = 24 * 90
 MAX_HOLDOUT = 0.5
 WEIGHT_TOLERANCE = 1e-6
+# The expected loss (in the primary metric's units: 0.001 is a tenth of a percentage point of a
+# rate) below which choosing the leader is safe enough to conclude.
+DEFAULT_THRESHOLD_OF_CARING = 0.001
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class ExperimentSpec:
     holdout: float = 0.0
     quiet_hours: QuietHours | None = None
     bandit: BanditSettings = field(default_factory=BanditSettings)
+    threshold_of_caring: float = DEFAULT_THRESHOLD_OF_CARING
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExperimentSpec":
@@ -166,6 +170,7 @@ class ExperimentSpec:
             holdout=float(data.get("holdout", 0.0)),
             quiet_hours=quiet_hours,
             bandit=bandit,
+            threshold_of_caring=float(data.get("threshold_of_caring", DEFAULT_THRESHOLD_OF_CARING)),
         )
 
 

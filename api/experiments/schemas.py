@@ -99,6 +99,13 @@ class ExperimentInSchema(Schema):
     holdout = fields.Float(validate=validate.Range(0, spec.MAX_HOLDOUT))
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
     bandit = fields.Nested(BanditSchema, allow_none=True)
+    threshold_of_caring = fields.Float(
+        validate=validate.Range(0, 1e12, min_inclusive=False),
+        metadata={
+            "description": "Recommend concluding once the leader's expected loss on the primary "
+            "metric is below this (in the metric's units; default 0.001)."
+        },
+    )
 
 
 class VariantSchema(Schema):
@@ -138,6 +145,7 @@ class ExperimentSchema(Schema):
     holdout = fields.Float()
     quiet_hours = fields.Method("dump_quiet_hours", metadata={"type": "object"})
     bandit = fields.Method("dump_bandit", metadata={"type": "object"})
+    threshold_of_caring = fields.Float()
     period = fields.Integer(attribute="current_period")
     created_at = fields.DateTime()
     updated_at = fields.DateTime()

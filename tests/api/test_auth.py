@@ -46,6 +46,7 @@ ENDPOINTS = [
         {"events": [{"event_id": "e2", "assignment_id": "abc", "metric": "activated"}]},
         "assign",
     ),
+    ("GET", "/v1/experiments/onboarding-nudge/results", None, "read"),
 ]
 
 # Scopes that do not grant the needed one ("manage" grants "read"; "admin" grants all).

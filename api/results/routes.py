@@ -1,0 +1,34 @@
+"""/v1/experiments/{key}/results: conjugate results per segment, SRM, guardrails, advice."""
+
+from flask.views import MethodView
+
+from api.auth import requires
+from api.db import get_session
+from api.jsonio import json_response
+from api.parser import Blueprint
+from api.results.schemas import ResultsQuerySchema, ResultsSchema
+from experiments.results import results
+
+blp = Blueprint(
+    "results",
+    __name__,
+    url_prefix="/v1/experiments",
+    description="Results: each variant's rate and lift per segment, with intervals and "
+    "probabilities; sample-ratio check, guardrails and a recommendation.",
+)
+
+
+@blp.route("/<key>/results")
+class Results(MethodView):
+    @requires("read")
+    @blp.arguments(ResultsQuerySchema(), location="query")
+    @blp.response(200, ResultsSchema)
+    @blp.alt_response(400, description="Unknown metric or segment.")
+    def get(self, query, key):
+        """Results of an experiment, per segment and for all units"""
+        answer = results(
+            session=get_session(), key=key, metric=query.get("metric"), segment=query.get("segment")
+        )
+        # Built as plain data by the service; returned as is (a schema dump of 50 segments
+        # would cost more than the analysis).
+        return json_response(answer)

@@ -1,0 +1,90 @@
+"""The results answer, as documented in OpenAPI (the service builds it; these describe it)."""
+
+from marshmallow import Schema, fields
+
+Probability = fields.Float(allow_none=True)
+
+
+class IntervalSchema(Schema):
+    mean = fields.Float(allow_none=True)
+    ci = fields.List(fields.Float(), metadata={"description": "95% credible interval"})
+
+
+class VariantResultSchema(Schema):
+    variant = fields.String(
+        allow_none=True, metadata={"description": "The variant's key; null on the holdout row"}
+    )
+    holdout = fields.Boolean()
+    units = fields.Integer(metadata={"description": "Assigned units (intention to treat)"})
+    conversions = fields.Integer(
+        metadata={"description": "Units that converted (continuous: that reported a value)"}
+    )
+    rate = fields.Nested(
+        IntervalSchema,
+        metadata={"description": "Conversion rate (continuous: mean value per unit)"},
+    )
+    lift = fields.Nested(
+        IntervalSchema,
+        allow_none=True,
+        metadata={"description": "Relative lift over control; null on the control's row"},
+    )
+    prob_beat_control = fields.Float(allow_none=True)
+    prob_best = fields.Float(allow_none=True)
+    expected_loss = fields.Float(
+        allow_none=True, metadata={"description": "E[best − this], in the metric's units"}
+    )
+    notes = fields.List(fields.String())
+
+
+class SegmentResultSchema(Schema):
+    segment = fields.String()
+    units = fields.Integer()
+    stratified = fields.Boolean(
+        metadata={"description": "Compared within allocation periods (bandit weights changed)"}
+    )
+    notes = fields.List(fields.String())
+    variants = fields.List(fields.Nested(VariantResultSchema))
+
+
+class SampleRatioSchema(Schema):
+    p_value = fields.Float(allow_none=True)
+    flag = fields.Boolean(metadata={"description": "p < 0.001"})
+    observed = fields.Dict(keys=fields.String(), values=fields.Integer())
+    expected = fields.Dict(keys=fields.String(), values=fields.Float(), allow_none=True)
+
+
+class GuardrailResultSchema(Schema):
+    metric = fields.String()
+    variant = fields.String()
+    margin = fields.Float()
+    prob_worse = fields.Float(
+        allow_none=True,
+        metadata={"description": "P(worse than control by more than the margin)"},
+    )
+    flag = fields.Boolean(metadata={"description": "prob_worse > 0.95"})
+
+
+class RecommendationSchema(Schema):
+    action = fields.String(metadata={"enum": ["continue", "conclude", "stop"]})
+    reason = fields.String()
+    variant = fields.String(allow_none=True)
+    threshold_of_caring = fields.Float()
+
+
+class ResultsSchema(Schema):
+    experiment = fields.String()
+    status = fields.String()
+    metric = fields.String()
+    method = fields.String(metadata={"enum": ["beta-binomial", "normal"]})
+    prior = fields.Dict(metadata={"description": "The prior the posteriors start from"})
+    srm = fields.Nested(SampleRatioSchema)
+    segments = fields.List(fields.Nested(SegmentResultSchema))
+    guardrails = fields.List(fields.Nested(GuardrailResultSchema))
+    recommendation = fields.Nested(RecommendationSchema)
+
+
+class ResultsQuerySchema(Schema):
+    metric = fields.String(metadata={"description": "Default: the primary metric"})
+    segment = fields.String(
+        metadata={"description": "One segment (with `all`); default: every one"}
+    )

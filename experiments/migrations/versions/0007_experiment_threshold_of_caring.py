@@ -1,0 +1,28 @@
+"""experiment.threshold_of_caring: the expected loss below which to recommend concluding
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-23 16:40:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("experiment", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("threshold_of_caring", sa.Float(), nullable=False, server_default="0.001")
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("experiment", schema=None) as batch_op:
+        batch_op.drop_column("threshold_of_caring")

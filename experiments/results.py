@@ -1,0 +1,362 @@
+"""An experiment's results: per segment and for `all`, from the sufficient statistics alone.
+
+The statistics (`arm_stats`) are read into arrays of shape (periods, segments, arms), the arms
+being the variants and, with a holdout, the holdout last. Each segment is summarised over its
+periods, and `all` over every (period, segment) cell. Cells are pooled while every cell with
+units had the same weights (a fixed split, or a bandit's first period); once a bandit's weights
+differ between cells, they are strata (analysis/stratified.py), so that drift plus changing
+weights cannot fake a winner.
+
+The answer also carries the sample-ratio check (units per arm against each cell's weights),
+each guardrail's P(worse than control by more than its margin), and a recommendation.
+"""
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+from sqlmodel import Session
+
+from analysis.stopping import GuardrailCheck, recommend
+from analysis.stratified import expected_shares, sample_ratio
+from analysis.summary import ArmSummary, Guardrail, Prior, summarize_binary, summarize_continuous
+from experiments.errors import BadRequest
+from experiments.lifecycle import get_experiment, segment_keys
+from experiments.models import AllocationPeriod, ArmStats, Experiment, Metric
+from experiments.spec import ALL_SEGMENT, HOLDOUT_ARM
+
+DEFAULT_PRIOR = Prior()
+
+
+@dataclass
+class Layout:
+    """How an experiment's statistics are laid out in arrays, and each cell's weights."""
+
+    periods: list[int]
+    segments: list[str]
+    arms: list[str]
+    control: int
+    holdout: int | None
+    # (periods, segments, variants): the weights each cell assigned with.
+    weights: np.ndarray
+
+    @property
+    def variants(self) -> int:
+        return len(self.arms) - (self.holdout is not None)
+
+
+@dataclass
+class MetricCells:
+    """One metric's statistics, each of shape (periods, segments, arms)."""
+
+    units: np.ndarray
+    conversions: np.ndarray
+    sums: np.ndarray
+    squares: np.ndarray
+
+
+def results(
+    *, session: Session, key: str, metric: str | None = None, segment: str | None = None
+) -> dict:
+    """The results answer (see DESIGN.md, "HTTP API"), optionally for one metric and segment;
+    `all` is always included."""
+    experiment = get_experiment(session=session, key=key)
+    metrics = {m.key: m for m in experiment.metrics}
+    primary = _primary(experiment)
+    metric = metric or primary.key
+    if metric not in metrics:
+        listed = ", ".join(metrics)
+        raise BadRequest(
+            f"Experiment '{key}' has no metric '{metric}'.",
+            {"metric": [f"Unknown metric '{metric}'; this experiment measures: {listed}."]},
+        )
+    layout = _layout(session, experiment)
+    if segment is not None and segment != ALL_SEGMENT and segment not in layout.segments:
+        listed = ", ".join([ALL_SEGMENT, *layout.segments])
+        raise BadRequest(
+            f"Experiment '{key}' has no segment '{segment}'.",
+            {"segment": [f"Unknown segment '{segment}'; this experiment has: {listed}."]},
+        )
+    guardrail_metrics = [m for m in experiment.metrics if m.role == "guardrail"]
+    cells = _load(
+        session, experiment, layout, {metric, primary.key, *metrics_of(guardrail_metrics)}
+    )
+
+    shown = [ALL_SEGMENT]
+    if segment is None:
+        shown += layout.segments
+    elif segment != ALL_SEGMENT:
+        shown.append(segment)
+    analysed = [_analyse(layout, metrics[metric], cells[metric], name) for name in shown]
+    srm = _sample_ratio(layout, cells[metric], experiment.holdout)
+    checks = guardrail_checks(layout, guardrail_metrics, cells)
+    overall = analysed[0]
+    if metric != primary.key:
+        overall = _analyse(layout, primary, cells[primary.key], ALL_SEGMENT)
+    variants = overall.summaries[: layout.variants]
+    advice = recommend(
+        metric=primary.key,
+        variants=layout.arms[: layout.variants],
+        units=[s.units for s in variants],
+        prob_best=[s.prob_best for s in variants],
+        expected_loss=[s.expected_loss for s in variants],
+        threshold=experiment.threshold_of_caring,
+        guardrails=checks,
+        srm_flag=srm["flag"],
+        srm_p_value=srm["p_value"],
+    )
+    binary = metrics[metric].type == "binary"
+    return {
+        "experiment": experiment.key,
+        "status": experiment.status,
+        "metric": metric,
+        "method": "beta-binomial" if binary else "normal",
+        "prior": _prior_answer(binary),
+        "srm": srm,
+        "segments": [_segment_block(layout, a) for a in analysed],
+        "guardrails": [
+            {
+                "metric": c.metric,
+                "variant": c.variant,
+                "margin": c.margin,
+                "prob_worse": c.prob_worse,
+                "flag": c.tripped,
+            }
+            for c in checks
+        ],
+        "recommendation": {
+            "action": advice.action,
+            "reason": advice.reason,
+            "variant": advice.variant,
+            "threshold_of_caring": experiment.threshold_of_caring,
+        },
+    }
+
+
+def tripped_guardrails(session: Session, experiment: Experiment) -> set[str]:
+    """The variants a guardrail currently flags (a bandit gives them no more units)."""
+    guardrail_metrics = [m for m in experiment.metrics if m.role == "guardrail"]
+    if not guardrail_metrics:
+        return set()
+    layout = _layout(session, experiment)
+    cells = _load(session, experiment, layout, set(metrics_of(guardrail_metrics)))
+    return {c.variant for c in guardrail_checks(layout, guardrail_metrics, cells) if c.tripped}
+
+
+def guardrail_checks(
+    layout: Layout, guardrail_metrics: list[Metric], cells: dict[str, MetricCells]
+) -> list[GuardrailCheck]:
+    """P(worse than control by more than the margin), per guardrail metric and variant, on
+    all units."""
+    checks = []
+    for metric in guardrail_metrics:
+        margin = metric.margin or 0.0
+        analysed = _analyse(layout, metric, cells[metric.key], ALL_SEGMENT, Guardrail(margin))
+        for i, summary in enumerate(analysed.summaries[: layout.variants]):
+            if i != layout.control:
+                checks.append(
+                    GuardrailCheck(metric.key, layout.arms[i], margin, summary.prob_worse)
+                )
+    return checks
+
+
+def metrics_of(metrics: list[Metric]) -> list[str]:
+    return [m.key for m in metrics]
+
+
+def _primary(experiment: Experiment) -> Metric:
+    return next((m for m in experiment.metrics if m.role == "primary"), experiment.metrics[0])
+
+
+def _prior_answer(binary: bool) -> dict:
+    if binary:
+        return {
+            "distribution": "beta",
+            "alpha": DEFAULT_PRIOR.alpha,
+            "beta": DEFAULT_PRIOR.beta,
+            "source": DEFAULT_PRIOR.source,
+        }
+    return {"distribution": "flat", "source": "default"}
+
+
+def _layout(session: Session, experiment: Experiment) -> Layout:
+    variants = [v.key for v in experiment.variants]
+    segments = segment_keys(experiment)
+    arms = variants + ([HOLDOUT_ARM] if experiment.holdout > 0 else [])
+    rows = session.execute(
+        select(AllocationPeriod.number, AllocationPeriod.weights)
+        .where(AllocationPeriod.experiment_id == experiment.id)
+        .order_by(AllocationPeriod.number)
+    ).all()
+    periods = [number for number, _ in rows] or [1]
+    declared = np.array([v.weight for v in experiment.variants])
+    weights = np.tile(declared, (len(periods), len(segments), 1))
+    for p, (_, by_segment) in enumerate(rows):
+        for s, name in enumerate(segments):
+            given = (by_segment or {}).get(name)
+            if given:
+                weights[p, s] = [given.get(v, 0.0) for v in variants]
+    return Layout(
+        periods=periods,
+        segments=segments,
+        arms=arms,
+        control=variants.index(experiment.control),
+        holdout=len(variants) if experiment.holdout > 0 else None,
+        weights=weights,
+    )
+
+
+def _load(
+    session: Session, experiment: Experiment, layout: Layout, metrics: set[str]
+) -> dict[str, MetricCells]:
+    shape = (len(layout.periods), len(layout.segments), len(layout.arms))
+    cells = {
+        m: MetricCells(np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape))
+        for m in metrics
+    }
+    p_index = {n: i for i, n in enumerate(layout.periods)}
+    s_index = {s: i for i, s in enumerate(layout.segments)}
+    a_index = {a: i for i, a in enumerate(layout.arms)}
+    rows = session.execute(
+        select(
+            ArmStats.metric,
+            ArmStats.period,
+            ArmStats.segment,
+            ArmStats.variant,
+            ArmStats.units,
+            ArmStats.conversions,
+            ArmStats.sum,
+            ArmStats.sum_squares,
+        ).where(ArmStats.experiment_id == experiment.id, ArmStats.metric.in_(metrics))
+    ).all()
+    for metric, period, segment, arm, units, conversions, total, squares in rows:
+        at = (p_index.get(period), s_index.get(segment), a_index.get(arm))
+        if None in at:
+            continue
+        target = cells[metric]
+        target.units[at] += units or 0
+        target.conversions[at] += conversions or 0
+        target.sums[at] += total or 0.0
+        target.squares[at] += squares or 0.0
+    return cells
+
+
+def _cell_view(layout: Layout, cells: MetricCells, segment: str):
+    """(units, conversions, sums, squares, weights) as (cells, arms) arrays for one segment
+    (its periods) or for `all` (every period × segment)."""
+    arrays = (cells.units, cells.conversions, cells.sums, cells.squares, layout.weights)
+    if segment == ALL_SEGMENT:
+        return tuple(a.reshape(-1, a.shape[-1]) for a in arrays)
+    s = layout.segments.index(segment)
+    return tuple(a[:, s, :] for a in arrays)
+
+
+@dataclass
+class Analysed:
+    segment: str
+    units: int
+    stratified: bool
+    summaries: list[ArmSummary]
+
+
+def _analyse(
+    layout: Layout,
+    metric: Metric,
+    cells: MetricCells,
+    segment: str,
+    guardrail: Guardrail | None = None,
+) -> Analysed:
+    units, conversions, sums, squares, weights = _cell_view(layout, cells, segment)
+    used = units.sum(axis=1) > 0
+    # Strata are needed only where the allocation differed between cells.
+    stratify = bool(used.sum() > 1 and not np.allclose(weights[used], weights[used][0]))
+    if metric.type == "binary":
+        summaries = summarize_binary(
+            units,
+            np.minimum(conversions, units),
+            control=layout.control,
+            holdout=layout.holdout,
+            prior=DEFAULT_PRIOR,
+            higher_is_better=metric.higher_is_better,
+            guardrail=guardrail,
+            stratify=stratify,
+            rng=np.random.default_rng(_seed(segment, metric.key)),
+        )
+    else:
+        summaries = summarize_continuous(
+            units,
+            sums,
+            squares,
+            control=layout.control,
+            holdout=layout.holdout,
+            higher_is_better=metric.higher_is_better,
+            guardrail=guardrail,
+            stratify=stratify,
+            with_value=conversions,
+        )
+    return Analysed(segment, int(units.sum()), stratify, summaries)
+
+
+def _seed(*parts: str) -> int:
+    """A fixed seed per (segment, metric): the same data always give the same numbers."""
+    return zlib.crc32("\x00".join(parts).encode())
+
+
+def _segment_block(layout: Layout, analysed: Analysed) -> dict:
+    notes = []
+    if analysed.units == 0:
+        notes.append("No units in this segment yet: every row shows the prior.")
+    if analysed.stratified:
+        notes.append("Bandit weights changed over time: arms are compared within periods.")
+    return {
+        "segment": analysed.segment,
+        "units": analysed.units,
+        "stratified": analysed.stratified,
+        "notes": notes,
+        "variants": [
+            _variant_row(layout.arms[i], i == layout.holdout, summary)
+            for i, summary in enumerate(analysed.summaries)
+        ],
+    }
+
+
+def _variant_row(arm: str, holdout: bool, summary: ArmSummary) -> dict:
+    lift = None
+    if summary.lift is not None:
+        lift = {"mean": summary.lift.mean, "ci": [summary.lift.low, summary.lift.high]}
+    return {
+        "variant": None if holdout else arm,
+        "holdout": holdout,
+        "units": summary.units,
+        "conversions": summary.conversions,
+        "rate": {"mean": summary.rate.mean, "ci": [summary.rate.low, summary.rate.high]},
+        "lift": lift,
+        "prob_beat_control": summary.prob_beat_control,
+        "prob_best": summary.prob_best,
+        "expected_loss": summary.expected_loss,
+        "notes": list(summary.notes),
+    }
+
+
+def _sample_ratio(layout: Layout, cells: MetricCells, holdout: float) -> dict:
+    units = cells.units.reshape(-1, cells.units.shape[-1])
+    weights = layout.weights.reshape(-1, layout.weights.shape[-1])
+    per_cell = units.sum(axis=1)
+    observed = units.sum(axis=0)
+    answer = {
+        "p_value": None,
+        "flag": False,
+        "observed": {a: int(n) for a, n in zip(layout.arms, observed, strict=True)},
+        "expected": None,
+    }
+    if per_cell.sum() == 0:
+        return answer
+    shares = expected_shares(per_cell, weights, holdout=holdout)
+    check = sample_ratio(observed, shares)
+    answer.update(
+        p_value=check.p_value,
+        flag=check.flag,
+        expected={a: round(float(e), 3) for a, e in zip(layout.arms, check.expected, strict=True)},
+    )
+    return answer
