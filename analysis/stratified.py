@@ -79,6 +79,48 @@ def sample_ratio(observed, expected_shares, alpha: float = SRM_ALPHA) -> SampleR
     return SampleRatio(float(statistic), float(p_value), bool(p_value < alpha), expected)
 
 
+def sample_ratio_by_period(
+    observed, expected_shares, alpha: float = SRM_ALPHA, min_expected: float = 5.0
+) -> SampleRatio:
+    """The same test period by period: Σ over periods of each period's chi-square statistic,
+    with Σ (arms − 1) degrees of freedom. A mismatch in one period is not hidden by the others
+    (a split off in week 1 and right in week 2 can look right in total).
+
+    observed, expected_shares: (periods, arms); each period's shares sum to 1. Periods too
+    small for the chi-square approximation (an expected count under `min_expected`) are
+    tested together as one more stratum.
+    """
+    observed = np.atleast_2d(np.asarray(observed, dtype=float))
+    shares = np.atleast_2d(np.asarray(expected_shares, dtype=float))
+    if observed.shape != shares.shape or observed.shape[1] < 2:
+        raise ValueError("Need observed counts and shares of the same shape, two arms or more.")
+    if np.any(shares < 0) or not np.allclose(shares.sum(axis=1), 1.0):
+        raise ValueError("Each period's expected shares must be non-negative and sum to 1.")
+    expected = shares * observed.sum(axis=1, keepdims=True)
+    total = expected.sum(axis=0)
+    if np.any(observed[shares == 0] > 0):
+        return SampleRatio(float("inf"), 0.0, True, total)
+    live = shares > 0
+    big = (observed.sum(axis=1) > 0) & np.array(
+        [e[m].min() >= min_expected for e, m in zip(expected, live, strict=True)]
+    )
+    strata = [(o, e, m) for o, e, m in zip(observed[big], expected[big], live[big], strict=True)]
+    rest = ~big & (observed.sum(axis=1) > 0)
+    if rest.any():
+        strata.append(
+            (observed[rest].sum(axis=0), expected[rest].sum(axis=0), live[rest].any(axis=0))
+        )
+    statistic, df = 0.0, 0
+    for o, e, m in strata:
+        if m.sum() >= 2:
+            statistic += float((((o - e) ** 2)[m] / e[m]).sum())
+            df += int(m.sum()) - 1
+    if df == 0:
+        return SampleRatio(0.0, 1.0, False, total)
+    p_value = float(stats.chi2.sf(statistic, df))
+    return SampleRatio(statistic, p_value, bool(p_value < alpha), total)
+
+
 def expected_shares(period_units, period_weights, holdout: float = 0.0) -> np.ndarray:
     """Each arm's expected share of all units, from each period's units and weights.
 

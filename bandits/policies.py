@@ -137,6 +137,18 @@ def apply_floor(weights: np.ndarray, min_weight: float) -> np.ndarray:
     return min_weight + (1.0 - len(weights) * min_weight) * weights
 
 
+def exclude_arms(weights: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Weights (segments × arms) with the excluded arms at exactly zero and the others scaled
+    up in proportion, so each keeps at least its floor. A guardrail that trips excludes an arm:
+    exploring it further would only harm more users. Every arm excluded is refused."""
+    weights = np.atleast_2d(np.asarray(weights, dtype=float))
+    keep = ~np.asarray(excluded, dtype=bool)
+    if keep.shape != weights.shape[-1:] or not keep.any():
+        raise ValueError("Exclude some of the arms, not all, with one flag per arm.")
+    kept = weights * keep
+    return kept / kept.sum(axis=1, keepdims=True)
+
+
 def pooled_prior(
     successes: np.ndarray, trials: np.ndarray, pseudo_units: float
 ) -> tuple[np.ndarray, np.ndarray]:

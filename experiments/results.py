@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from analysis.stopping import GuardrailCheck, recommend
-from analysis.stratified import expected_shares, sample_ratio
+from analysis.stratified import expected_shares, sample_ratio_by_period
 from analysis.summary import ArmSummary, Guardrail, Prior, summarize_binary, summarize_continuous
 from experiments.errors import BadRequest
 from experiments.lifecycle import get_experiment, segment_keys
@@ -340,20 +340,26 @@ def _variant_row(arm: str, holdout: bool, summary: ArmSummary) -> dict:
 
 
 def _sample_ratio(layout: Layout, cells: MetricCells, holdout: float) -> dict:
-    units = cells.units.reshape(-1, cells.units.shape[-1])
-    weights = layout.weights.reshape(-1, layout.weights.shape[-1])
-    per_cell = units.sum(axis=1)
-    observed = units.sum(axis=0)
+    """Units per arm against what each period's weights (segment by segment) should give."""
+    per_period = cells.units.sum(axis=1)  # (periods, arms)
+    observed = per_period.sum(axis=0)
     answer = {
         "p_value": None,
         "flag": False,
         "observed": {a: int(n) for a, n in zip(layout.arms, observed, strict=True)},
         "expected": None,
     }
-    if per_cell.sum() == 0:
+    if observed.sum() == 0:
         return answer
-    shares = expected_shares(per_cell, weights, holdout=holdout)
-    check = sample_ratio(observed, shares)
+    shares = np.vstack(
+        [
+            expected_shares(units.sum(axis=1), weights, holdout=holdout)
+            if units.sum() > 0
+            else np.full(len(layout.arms), 1 / len(layout.arms))
+            for units, weights in zip(cells.units, layout.weights, strict=True)
+        ]
+    )
+    check = sample_ratio_by_period(per_period, shares)
     answer.update(
         p_value=check.p_value,
         flag=check.flag,

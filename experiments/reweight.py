@@ -7,6 +7,7 @@ request after `next_reweight_at`, on any worker, claims it with one conditional 
 demand.
 """
 
+import logging
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -14,7 +15,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from bandits.delays import DelayDistribution
-from bandits.policies import ThompsonSampling, segment_weights
+from bandits.policies import ThompsonSampling, exclude_arms, segment_weights
 from experiments.db import Database
 from experiments.errors import Conflict
 from experiments.lifecycle import get_experiment, new_seed
@@ -27,8 +28,11 @@ from experiments.models import (
     as_utc,
     utcnow,
 )
+from experiments.results import tripped_guardrails
 from experiments.runtime import Runtime, RuntimeCache, load_runtime
 from experiments.spec import HOLDOUT_ARM, OTHER_SEGMENT
+
+log = logging.getLogger(__name__)
 
 # How many units the pooled (all-segment) rate of an arm is worth in a segment's prior. A cold
 # segment then starts from what the others have shown rather than from nothing, yet 100 of its
@@ -117,7 +121,16 @@ def compute_weights(
                 f"(min_units_per_arm); {listed}."
             )
         return None
-    return thompson_weights(successes, effective, segments, variants, runtime.min_weight)
+    experiment = session.get(Experiment, runtime.experiment_id)
+    flagged = tripped_guardrails(session, experiment)
+    if flagged:
+        log.warning(
+            "Experiment %s: guardrails tripped for %s; their weight is now zero.",
+            runtime.key,
+            ", ".join(sorted(flagged)),
+        )
+    excluded = np.array([v in flagged for v in variants])
+    return thompson_weights(successes, effective, segments, variants, runtime.min_weight, excluded)
 
 
 def thompson_weights(
@@ -126,10 +139,14 @@ def thompson_weights(
     segments: list[str],
     variants: list[str],
     min_weight: float,
+    excluded: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
+    """Weights per segment; arms a guardrail excluded get exactly zero."""
     shares = segment_weights(
         successes, trials, ThompsonSampling(min_weight=min_weight), PRIOR_PSEUDO_UNITS
     )
+    if excluded is not None and excluded.any():
+        shares = exclude_arms(shares, excluded)
     return {
         segment: {v: round(float(w), 6) for v, w in zip(variants, row, strict=True)}
         for segment, row in zip(segments, shares, strict=True)

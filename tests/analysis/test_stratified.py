@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.stratified import expected_shares, sample_ratio, stratified_draws
+from analysis.stratified import (
+    expected_shares,
+    sample_ratio,
+    sample_ratio_by_period,
+    stratified_draws,
+)
 
 
 def test_simpsons_paradox_is_handled():
@@ -94,3 +99,31 @@ def test_invalid_shares_are_refused():
         sample_ratio([10, 10], [0.7, 0.7])
     with pytest.raises(ValueError):
         sample_ratio([10], [1.0])
+
+
+def test_period_by_period_sample_ratio_is_calibrated_under_the_null():
+    rng = np.random.default_rng(9)
+    shares = np.array([[0.5, 0.5], [0.1, 0.9], [0.3, 0.7]])
+    p_values = [
+        sample_ratio_by_period(
+            [rng.multinomial(n, s) for n, s in zip((3000, 800, 4), shares, strict=True)], shares
+        ).p_value
+        for _ in range(2_000)
+    ]
+    assert np.mean(np.array(p_values) < 0.05) == pytest.approx(0.05, abs=0.015)
+
+
+def test_period_by_period_sample_ratio_sees_a_mismatch_the_total_hides():
+    # Week 1 gave A too many units, week 2 too few: the totals match the weights exactly.
+    observed = [[5_300, 4_700], [4_700, 5_300]]
+    shares = [[0.5, 0.5], [0.5, 0.5]]
+    assert sample_ratio([10_000, 10_000], [0.5, 0.5]).flag is False
+    check = sample_ratio_by_period(observed, shares)
+    assert check.flag is True and check.p_value < 1e-10
+    assert check.expected == pytest.approx([10_000, 10_000])
+
+
+def test_an_arm_switched_off_must_get_no_units():
+    assert sample_ratio_by_period([[10, 10, 0]], [[0.5, 0.5, 0.0]]).flag is False
+    off = sample_ratio_by_period([[10, 10, 1]], [[0.5, 0.5, 0.0]])
+    assert off.flag is True and off.p_value == 0.0

@@ -9,6 +9,7 @@ from bandits.policies import (
     FixedSplit,
     ThompsonSampling,
     apply_floor,
+    exclude_arms,
     pooled_prior,
     prob_best,
     prob_best_monte_carlo,
@@ -98,3 +99,14 @@ def test_a_cold_segment_follows_the_pooled_evidence():
     weights = segment_weights(successes, trials, ThompsonSampling(0.01), pseudo_units=10)
     assert weights[2, 1] > 0.6  # leans towards the pooled winner…
     assert weights[2, 1] < weights[0, 1]  # …but less surely than the segments that saw it
+
+
+def test_excluded_arms_get_zero_and_the_others_keep_their_floor():
+    weights = np.array([[0.01, 0.49, 0.5], [0.98, 0.01, 0.01]])
+    kept = exclude_arms(weights, np.array([False, False, True]))
+    assert kept[:, 2].tolist() == [0.0, 0.0]
+    assert kept.sum(axis=1) == pytest.approx([1.0, 1.0])
+    assert np.all(kept[:, :2] >= weights[:, :2])
+    assert kept[0, 0] / kept[0, 1] == pytest.approx(0.01 / 0.49)
+    with pytest.raises(ValueError):
+        exclude_arms(weights, np.array([True, True, True]))
