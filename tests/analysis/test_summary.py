@@ -30,7 +30,7 @@ def test_prob_beat_control_matches_the_closed_form():
         units, conversions = two_arms(a, b, a0, b0)
         summary = summarize_binary(units, conversions, control=0)
         errors.append(abs(summary[1].prob_beat_control - prob_beat_closed_form(a, b, a0, b0)))
-    assert max(errors) < 1e-4  # the contract asks 0.005
+    assert max(errors) < 5e-4  # the contract asks 0.005
 
 
 def test_prob_best_and_expected_loss_match_exact_and_simulated_values():
@@ -52,7 +52,7 @@ def test_prob_best_and_expected_loss_match_exact_and_simulated_values():
         ((100, 90), (10, 9)),
         ((40, 45), (4, 9)),
         ((20_000, 20_000), (1000, 1100)),
-        ((12, 15), (1, 0)),  # too few conversions: simulated instead
+        ((12, 15), (1, 0)),  # too few conversions: the exact distribution, inverted
     ],
 )
 def test_lift_interval_matches_simulation(counts):
@@ -159,7 +159,7 @@ def test_degenerate_data_give_results_with_reasons():
     assert any("control has no conversions" in n for n in silent.notes)
     assert sum(s.prob_best for s in (control, empty, silent)) == pytest.approx(1.0)
     (alone,) = summarize_binary([10], [3], control=0)
-    assert alone.prob_best == 1.0 and alone.expected_loss == 0.0
+    assert alone.prob_best == 1.0 and alone.expected_loss == pytest.approx(0.0, abs=1e-12)
     (_, one) = summarize_continuous([5, 1], [5.0, 2.0], [5.0, 4.0], control=0)
     assert "Fewer than two units" in one.notes[0]
 

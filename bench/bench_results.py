@@ -1,0 +1,122 @@
+"""Results over HTTP for 50 segments × 4 variants (and a holdout), on a served instance.
+
+Target: < 300 ms per GET /v1/experiments/{key}/results (the median of 30 calls; p95 shown).
+The experiment is filled through the API: 20,000 units assigned in 50 segments, ~2,200
+outcomes ingested. The answer analyses the primary metric in every segment, the guardrail on
+all units, the sample-ratio check and the recommendation. For scale, GET of the experiment
+itself (no analysis) is timed in the same run.
+"""
+
+import http.client
+import random
+import time
+from urllib.parse import urlparse
+
+import orjson
+
+from bench.common import SERVER, call, kairos_server, median, post_bytes, row
+
+SEGMENTS, UNITS_PER_SEGMENT, CALLS, TARGET_MS = 49, 400, 30, 300.0  # 49 + `other` = 50
+
+EXPERIMENT = {
+    "key": "bench-results",
+    "name": "Bench: results for 50 segments",
+    "factors": {"timing": ["morning", "evening"], "channel": ["email", "push"]},
+    "control": "timing=morning,channel=email",
+    "segments": [
+        {"key": f"cohort-{i}", "rule": {"attribute": "cohort", "op": "eq", "value": i}}
+        for i in range(SEGMENTS)
+    ],
+    "metrics": [
+        {"key": "activated", "role": "primary"},
+        {"key": "unsubscribed", "role": "guardrail", "margin": 0.002},
+    ],
+    "holdout": 0.05,
+}
+
+
+def timed_get(base: str, token: str, path: str) -> tuple[float, bytes]:
+    url = urlparse(base)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    started = time.perf_counter()
+    connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+    response = connection.getresponse()
+    payload = response.read()
+    elapsed = (time.perf_counter() - started) * 1000
+    connection.close()
+    assert response.status == 200, payload[:300]
+    return elapsed, payload
+
+
+def fill(base: str, token: str) -> int:
+    rng = random.Random(5)
+    units = [
+        {"unit_id": f"u{s}-{i}", "attributes": {"cohort": s if s < SEGMENTS else 999}}
+        for s in range(SEGMENTS + 1)
+        for i in range(UNITS_PER_SEGMENT)
+    ]
+    answers = []
+    for start in range(0, len(units), 10_000):
+        body = orjson.dumps({"experiment": "bench-results", "units": units[start : start + 10_000]})
+        status, payload = post_bytes(base, token, "/v1/assignments/batch", body)
+        assert status == 200, payload[:300]
+        answers += orjson.loads(payload)["assignments"]
+    events = []
+    for a in answers:
+        if rng.random() < 0.10:
+            events.append(
+                {
+                    "event_id": f"a-{a['unit_id']}",
+                    "assignment_id": a["assignment_id"],
+                    "metric": "activated",
+                }
+            )
+        if rng.random() < 0.01:
+            events.append(
+                {
+                    "event_id": f"u-{a['unit_id']}",
+                    "assignment_id": a["assignment_id"],
+                    "metric": "unsubscribed",
+                }
+            )
+    status, payload = post_bytes(
+        base, token, "/v1/outcomes/batch", orjson.dumps({"events": events})
+    )
+    assert status == 202, payload[:300]
+    return len(events)
+
+
+def main() -> bool:
+    with kairos_server() as (base, token, _):
+        call("POST", f"{base}/v1/experiments", token, EXPERIMENT)
+        call("POST", f"{base}/v1/experiments/bench-results/start", token)
+        events = fill(base, token)
+        path = "/v1/experiments/bench-results/results"
+        _, payload = timed_get(base, token, path)  # warm: imports, caches
+        answer = orjson.loads(payload)
+        shape = (len(answer["segments"]), len(answer["segments"][0]["variants"]))
+        results = sorted(timed_get(base, token, path)[0] for _ in range(CALLS))
+        plain = sorted(
+            timed_get(base, token, "/v1/experiments/bench-results")[0] for _ in range(CALLS)
+        )
+    p95 = results[int(0.95 * (CALLS - 1))]
+    print(
+        f"{SERVER}; {SEGMENTS + 1} segments × 4 variants + holdout, "
+        f"{(SEGMENTS + 1) * UNITS_PER_SEGMENT:,} units, {events:,} outcomes; {CALLS} calls each"
+    )
+    print(
+        f"answer: {shape[0]} segment blocks (with `all`) × {shape[1]} rows, "
+        f"{len(payload):,} bytes; recommendation: {answer['recommendation']['action']}"
+    )
+    print(row("", "median ms", "p95 ms", "max ms"))
+    print(row("GET …/results", f"{median(results):.1f}", f"{p95:.1f}", f"{results[-1]:.1f}"))
+    print(
+        row(
+            "GET the experiment (no analysis)",
+            f"{median(plain):.1f}",
+            f"{plain[int(0.95 * (CALLS - 1))]:.1f}",
+            f"{plain[-1]:.1f}",
+        )
+    )
+    print(f"target: median < {TARGET_MS:.0f} ms")
+    return median(results) < TARGET_MS
