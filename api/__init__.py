@@ -88,13 +88,14 @@ def create_app(config: Mapping | None = None) -> Flask:
 
 
 def blueprints() -> list:
+    from api.analyses.routes import blp as analyses
     from api.assignments.routes import blp as assignments
     from api.experiments.routes import blp as experiments
     from api.health.routes import blp as health
     from api.outcomes.routes import blp as outcomes
     from api.results.routes import blp as results
 
-    return [health, experiments, assignments, outcomes, results]
+    return [health, experiments, assignments, outcomes, results, analyses]
 
 
 def configure_logging(app: Flask) -> None:

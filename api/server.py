@@ -6,8 +6,9 @@ from gunicorn.app.base import BaseApplication
 
 
 class KairosServer(BaseApplication):
-    def __init__(self, options: dict):
+    def __init__(self, options: dict, analysis_worker: bool = False):
         self.options = options
+        self.analysis_worker = analysis_worker
         super().__init__()
 
     def load_config(self):
@@ -26,7 +27,29 @@ class KairosServer(BaseApplication):
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 100)
+        if self.analysis_worker:
+            start_analysis_thread(app)
         return app
+
+
+def start_analysis_thread(app) -> None:
+    """An analysis worker thread in this gunicorn worker; of all the server's processes, the
+    one holding the instance folder's lock file runs jobs (see run_exclusively)."""
+    import os
+    import threading
+
+    from api.db import get_database
+    from experiments.analysis_jobs import Worker, run_exclusively
+
+    with app.app_context():
+        database = get_database()
+    os.makedirs(app.instance_path, exist_ok=True)
+    lock = os.path.join(app.instance_path, "analysis-worker.lock")
+    worker = Worker(database)
+    thread = threading.Thread(
+        target=run_exclusively, args=(worker, lock), name="analysis-worker", daemon=True
+    )
+    thread.start()
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -42,7 +65,9 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def run_gunicorn(*, bind: str, workers: int, threads: int, access_log: bool) -> None:
+def run_gunicorn(
+    *, bind: str, workers: int, threads: int, access_log: bool, analysis_worker: bool = False
+) -> None:
     options = {
         "bind": bind,
         "workers": workers,
@@ -59,4 +84,4 @@ def run_gunicorn(*, bind: str, workers: int, threads: int, access_log: bool) -> 
     }
     if access_log:
         options["accesslog"] = "-"
-    KairosServer(options).run()
+    KairosServer(options, analysis_worker=analysis_worker).run()

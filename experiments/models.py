@@ -220,6 +220,10 @@ class AnalysisJob(SQLModel, table=True):
     metric: str = Field(max_length=64)
     status: str = Field(default="queued", max_length=16, index=True)
     progress: float = Field(default=0.0)
+    # What a running job is doing ("sampling"), and when its worker last said so: a job whose
+    # heartbeat stops (its worker died) is queued again.
+    stage: str = Field(default="", max_length=64)
+    heartbeat_at: datetime | None = Field(default=None)
     result: dict | None = json_field(default_factory=lambda: None, nullable=True)
     error: str | None = Field(default=None)
     worker: str | None = Field(default=None, max_length=200)

@@ -161,6 +161,19 @@ def guardrail_checks(
     return checks
 
 
+def segment_variant_counts(
+    session: Session, experiment: Experiment, metric: str
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """(segments, variants, units, conversions) of a metric, summed over periods, without the
+    holdout: what the PyMC models take. Arrays have shape (segments, variants)."""
+    layout = _layout(session, experiment)
+    cells = _load(session, experiment, layout, {metric})[metric]
+    arms = slice(0, layout.variants)
+    units = cells.units.sum(axis=0)[:, arms]
+    conversions = np.minimum(cells.conversions.sum(axis=0)[:, arms], units)
+    return layout.segments, layout.arms[: layout.variants], units, conversions
+
+
 def metrics_of(metrics: list[Metric]) -> list[str]:
     return [m.key for m in metrics]
 

@@ -1,0 +1,277 @@
+"""PyMC analyses as jobs: submitted over HTTP, claimed by one worker at a time, run with
+progress, finished with a result and diagnostics or failed with the error.
+
+Claiming is atomic on both databases: `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL, a
+conditional `UPDATE … WHERE status = 'queued'` on SQLite (whose writers are serialised anyway).
+A running job's worker beats a heartbeat with each progress report; a job whose heartbeat is
+older than STALE_AFTER (its worker died) is claimed again.
+"""
+
+import fcntl
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlmodel import Session
+
+from experiments.db import Database
+from experiments.errors import InvalidSpec, NotFound
+from experiments.lifecycle import get_experiment
+from experiments.models import AnalysisJob, Experiment, utcnow
+from experiments.results import segment_variant_counts
+
+log = logging.getLogger(__name__)
+
+METHODS = ("hierarchical", "factorial")
+STALE_AFTER = timedelta(minutes=5)
+PROGRESS_EVERY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How the worker samples (tests use fewer draws)."""
+
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 2
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def submit(*, session: Session, key: str, method: str, metric: str | None = None) -> AnalysisJob:
+    """Queue an analysis of an experiment's binary metric (default: the primary one)."""
+    experiment = get_experiment(session=session, key=key)
+    metrics = {m.key: m for m in experiment.metrics}
+    if metric is None:
+        metric = next((m.key for m in experiment.metrics if m.role == "primary"), None)
+        metric = metric or experiment.metrics[0].key
+    problems: dict[str, list[str]] = {}
+    if method not in METHODS:
+        problems["method"] = [f"Must be one of: {', '.join(METHODS)}."]
+    if metric not in metrics:
+        problems["metric"] = [
+            f"Unknown metric '{metric}'; this experiment measures: {', '.join(metrics)}."
+        ]
+    elif metrics[metric].type != "binary":
+        problems["metric"] = ["The PyMC models analyse binary metrics."]
+    if method == "factorial" and not _is_factorial(experiment):
+        problems["method"] = [
+            "A factorial analysis needs variants built of factors, each variant setting "
+            "every factor, with two levels or more for some factor."
+        ]
+    if problems:
+        raise InvalidSpec(problems)
+    job = AnalysisJob(experiment_id=experiment.id, method=method, metric=metric, stage="queued")
+    session.add(job)
+    session.commit()
+    session.refresh(job)
+    log.info("Analysis %s queued: %s of %s on %s.", job.id, method, key, metric)
+    return job
+
+
+def get_job(*, session: Session, job_id: int) -> tuple[AnalysisJob, str]:
+    """The job and its experiment's key."""
+    job = session.get(AnalysisJob, job_id)
+    if job is None:
+        raise NotFound(f"No analysis with id {job_id}.")
+    return job, session.get(Experiment, job.experiment_id).key
+
+
+def claim(database: Database, worker: str, now: datetime | None = None) -> int | None:
+    """Take the oldest queued job (or one whose worker stopped beating); its id, or None."""
+    now = now or utcnow()
+    stale = now - STALE_AFTER
+    waiting = or_(
+        AnalysisJob.status == "queued",
+        (AnalysisJob.status == "running") & (AnalysisJob.heartbeat_at < stale),
+    )
+    with database.session(write=True) as session:
+        candidates = select(AnalysisJob.id).where(waiting).order_by(AnalysisJob.id).limit(1)
+        if database.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        job_id = session.execute(candidates).scalar_one_or_none()
+        if job_id is None:
+            return None
+        taken = session.execute(
+            update(AnalysisJob)
+            .where(AnalysisJob.id == job_id, waiting)
+            .values(
+                status="running",
+                worker=worker,
+                stage="starting",
+                progress=0.0,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        ).rowcount
+        session.commit()
+    return job_id if taken else None
+
+
+def run(database: Database, job_id: int, settings: JobSettings = JobSettings()) -> str:
+    """Run a claimed job to its end; the final status ('succeeded' or 'failed')."""
+    from analysis.models import Counts, FactorialModel, HierarchicalModel, SamplerSettings
+
+    started = time.monotonic()
+    try:
+        with database.session() as session:
+            job = session.get(AnalysisJob, job_id)
+            experiment = session.get(Experiment, job.experiment_id)
+            segments, variants, units, conversions = segment_variant_counts(
+                session, experiment, job.metric
+            )
+            method, metric, key = job.method, job.metric, experiment.key
+            factors = [dict(v.factors) for v in experiment.variants]
+            control = variants.index(experiment.control)
+        used = units.sum(axis=1) > 0
+        if used.sum() == 0:
+            raise ValueError("The experiment has no units yet: there is nothing to analyse.")
+        counts = Counts(
+            segments=[s for s, u in zip(segments, used, strict=True) if u],
+            variants=variants,
+            units=units[used],
+            conversions=conversions[used],
+            control=control,
+            factors=factors if method == "factorial" else [],
+        )
+        model_class = FactorialModel if method == "factorial" else HierarchicalModel
+        model = model_class(
+            counts,
+            SamplerSettings(
+                draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=job_id
+            ),
+        )
+        reporter = _Reporter(database, job_id)
+        result = model.fit(progress=reporter)
+        result.update(
+            experiment=key,
+            metric=metric,
+            segments_without_units=[s for s, u in zip(segments, used, strict=True) if not u],
+            note="Counts are summed over allocation periods.",
+        )
+        _finish(database, job_id, status="succeeded", result=result)
+        log.info(
+            "Analysis %s succeeded in %.1f s (max R-hat %s, %s divergences).",
+            job_id,
+            time.monotonic() - started,
+            result["diagnostics"]["max_rhat"],
+            result["diagnostics"]["divergences"],
+        )
+        return "succeeded"
+    except Exception as error:  # reported on the job, never hidden
+        log.exception("Analysis %s failed.", job_id)
+        _finish(database, job_id, status="failed", error=f"{type(error).__name__}: {error}")
+        return "failed"
+
+
+class _Reporter:
+    """Progress callback: writes progress, stage and heartbeat, at most once a second (and
+    always at a stage change)."""
+
+    def __init__(self, database: Database, job_id: int):
+        self.database, self.job_id = database, job_id
+        self.last, self.stage = 0.0, None
+
+    def __call__(self, share: float, stage: str) -> None:
+        now = time.monotonic()
+        if stage == self.stage and now - self.last < PROGRESS_EVERY_SECONDS:
+            return
+        self.last, self.stage = now, stage
+        with self.database.session(write=True) as session:
+            session.execute(
+                update(AnalysisJob)
+                .where(AnalysisJob.id == self.job_id)
+                .values(progress=round(min(share, 0.99), 3), stage=stage, heartbeat_at=utcnow())
+            )
+            session.commit()
+
+
+def _finish(database: Database, job_id: int, *, status: str, result=None, error=None) -> None:
+    with database.session(write=True) as session:
+        session.execute(
+            update(AnalysisJob)
+            .where(AnalysisJob.id == job_id)
+            .values(
+                status=status,
+                stage=status,
+                progress=1.0 if status == "succeeded" else AnalysisJob.progress,
+                result=result,
+                error=error,
+                finished_at=utcnow(),
+                heartbeat_at=utcnow(),
+            )
+        )
+        session.commit()
+
+
+def _is_factorial(experiment: Experiment) -> bool:
+    names = [name for name, _ in experiment.factors]
+    if not names:
+        return False
+    if any(set(v.factors) != set(names) for v in experiment.variants):
+        return False
+    return any(len({v.factors[n] for v in experiment.variants}) > 1 for n in names)
+
+
+class Worker:
+    """Claims and runs jobs until stopped: `kairos worker`, or a thread of `kairos serve`."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        poll_seconds: float = 1.0,
+        settings: JobSettings = JobSettings(),
+        name: str | None = None,
+    ):
+        self.database = database
+        self.poll_seconds = poll_seconds
+        self.settings = settings
+        self.name = name or worker_name()
+        self.stopping = threading.Event()
+
+    def run_once(self) -> str | None:
+        """Run one waiting job if there is one; its final status, or None."""
+        job_id = claim(self.database, self.name)
+        if job_id is None:
+            return None
+        log.info("Worker %s runs analysis %s.", self.name, job_id)
+        return run(self.database, job_id, self.settings)
+
+    def run_forever(self) -> None:
+        log.info("Analysis worker %s started; polling every %.1f s.", self.name, self.poll_seconds)
+        while not self.stopping.is_set():
+            try:
+                if self.run_once() is None:
+                    self.stopping.wait(self.poll_seconds)
+            except Exception:  # a database hiccup: log it, wait, carry on
+                log.exception("Analysis worker %s: claiming failed; retrying.", self.name)
+                self.stopping.wait(self.poll_seconds * 5)
+        log.info("Analysis worker %s stopped.", self.name)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def run_exclusively(worker: Worker, lock_path: str, retry_seconds: float = 5.0) -> None:
+    """Run `worker` once this process holds the lock file: of the server's processes, one at
+    a time runs analyses (each would otherwise take both cores from the requests). When the
+    holder dies, the lock frees and another process's thread takes over."""
+    with open(lock_path, "a+") as handle:
+        while not worker.stopping.is_set():
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                worker.stopping.wait(retry_seconds)
+                continue
+            try:
+                worker.run_forever()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
