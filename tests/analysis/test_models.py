@@ -6,7 +6,13 @@ import itertools
 import numpy as np
 import pytest
 
-from analysis.models import Counts, FactorialModel, HierarchicalModel, SamplerSettings
+from analysis.models import (
+    Counts,
+    FactorialModel,
+    HierarchicalModel,
+    SamplerSettings,
+    factorial_problem,
+)
 
 SMALL = SamplerSettings(draws=400, tune=400, chains=2, seed=3)
 LEVELS = list(itertools.product(["morning", "evening"], ["friendly", "urgent"], ["email", "push"]))
@@ -83,3 +89,14 @@ def test_invalid_counts_are_refused():
             Counts(["a"], ["x", "y"], [[10, 10]], [[1, 2]], 0, [{"tone": "a"}, {"channel": "b"}])
         )
     assert FactorialModel(counts).mains == [("tone", "b")]
+
+
+def test_a_confounded_design_is_not_a_factorial_one():
+    confounded = [
+        {"timing": "morning", "channel": "push"},
+        {"timing": "evening", "channel": "email"},
+    ]
+    assert "confounded" in factorial_problem(confounded, 0)
+    assert factorial_problem(FACTORS, 0) is None
+    assert "every factor" in factorial_problem([{"tone": "a"}, {}], 0)
+    assert "second level" in factorial_problem([{"tone": "a"}, {"tone": "a"}], 0)

@@ -47,6 +47,8 @@ ENDPOINTS = [
         "assign",
     ),
     ("GET", "/v1/experiments/onboarding-nudge/results", None, "read"),
+    ("POST", "/v1/experiments/onboarding-nudge/analyses", {"method": "hierarchical"}, "manage"),
+    ("GET", "/v1/analyses/1", None, "read"),
 ]
 
 # Scopes that do not grant the needed one ("manage" grants "read"; "admin" grants all).
@@ -120,5 +122,5 @@ def test_every_non_public_route_is_in_the_auth_matrix(app):
         if rule.endpoint in PUBLIC_ENDPOINTS:
             continue
         for method in rule.methods - {"HEAD", "OPTIONS"}:
-            path = rule.rule.replace("<key>", "onboarding-nudge")
+            path = rule.rule.replace("<key>", "onboarding-nudge").replace("<int:job_id>", "1")
             assert (method, path) in covered, f"{method} {rule.rule} is not in the auth matrix"

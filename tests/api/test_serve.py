@@ -204,3 +204,75 @@ def test_simulate_drives_the_served_api_end_to_end(served):
     )
     assert refused.returncode == 1
     assert "401" in refused.stderr
+
+
+@pytest.mark.slow
+def test_the_served_instance_runs_analyses_in_a_thread(tmp_path):
+    """On the embedded default, `kairos serve` runs PyMC jobs itself (no `kairos worker`)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAIROS_DATABASE_URL": f"sqlite:///{tmp_path}/kairos.sqlite3",
+        "KAIROS_SECRET_KEY": "e2e",
+        "KAIROS_ANALYSIS_DRAWS": "200",
+        "KAIROS_ANALYSIS_TUNE": "200",
+        "KAIROS_ANALYSIS_CHAINS": "2",
+    }
+    log = (tmp_path / "server.log").open("w+")
+    process = subprocess.Popen(
+        [str(KAIROS), "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        token = None
+        while token is None and time.monotonic() < deadline:
+            log.seek(0)
+            found = re.search(r"^\s+(kairos_\S+)\s*$", log.read(), re.M)
+            token = found and found.group(1)
+            time.sleep(0.2)
+        admin = {"Authorization": f"Bearer {token}"}
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        body = experiment_body(holdout=0.0)
+        assert requests.post(f"{base}/v1/experiments", json=body, headers=admin).ok
+        assert requests.post(f"{base}/v1/experiments/{body['key']}/start", headers=admin).ok
+        units = [{"unit_id": f"u{i}"} for i in range(600)]
+        answers = requests.post(
+            f"{base}/v1/assignments/batch",
+            json={"experiment": body["key"], "units": units},
+            headers=admin,
+        ).json()["assignments"]
+        events = [
+            {"event_id": f"e{i}", "assignment_id": a["assignment_id"], "metric": "activated"}
+            for i, a in enumerate(answers)
+            if i % 5 == 0
+        ]
+        assert requests.post(f"{base}/v1/outcomes/batch", json={"events": events}, headers=admin).ok
+        job = requests.post(
+            f"{base}/v1/experiments/{body['key']}/analyses",
+            json={"method": "hierarchical"},
+            headers=admin,
+        ).json()
+        seen = set()
+        deadline = time.monotonic() + 240
+        while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = requests.get(f"{base}/v1/analyses/{job['id']}", headers=admin).json()
+            seen.add(job["stage"])
+        log.seek(0)
+        assert job["status"] == "succeeded", (job, log.read()[-3000:])
+        assert "sampling" in seen  # progress was reported on the way
+        assert job["result"]["sampler"]["draws"] == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
