@@ -5,7 +5,8 @@ most units in a good week looks better than one given most units in a bad week, 
 converted alike within each week (Simpson's paradox). So each arm's rate is estimated within
 each period and combined with the periods' shares of all units, the same shares for every arm:
 θ_k = Σ_p (N_p / N) · θ_pk. Its posterior is a mixture of independent Betas, summarised by
-seeded draws.
+seeded draws. A bandit starves some arms in some periods; their rate there starts from the
+period's rate over all arms (PERIOD_PRIOR_UNITS), not from a flat prior.
 
 The sample-ratio check compares the units each arm received with what the weights of each
 period should have given it: expected_k = Σ_p N_p · w_pk (after the holdout's share).
@@ -19,18 +20,26 @@ from scipy import stats
 SRM_ALPHA = 0.001
 
 
+# An arm's rate within a period starts from that period's rate over all arms, worth this many
+# units: under a bandit some arms get almost no units in some periods, and a flat Beta(1, 1)
+# there would pull their period-weighted rate toward 50%. Where an arm has data, its own units
+# soon outweigh the prior; where it has none, it is assumed to convert like the period's
+# other arms: no effect, the conservative guess.
+PERIOD_PRIOR_UNITS = 10.0
+
+
 def stratified_draws(
     units,
     conversions,
     rng: np.random.Generator,
     draws: int = 100_000,
-    prior_alpha: float = 1.0,
-    prior_beta: float = 1.0,
+    prior_units: float = PERIOD_PRIOR_UNITS,
 ) -> np.ndarray:
     """Posterior draws (draws × arms) of each arm's period-weighted conversion rate.
 
-    units, conversions: shape (periods, arms). Periods with no units carry no weight; an arm
-    without units in a weighted period contributes its prior there (honestly uncertain).
+    units, conversions: shape (periods, arms). Periods with no units carry no weight. Within a
+    period, arm k's rate has the posterior Beta(m·r + c_k, m·(1 − r) + n_k − c_k), r being the
+    period's rate over all arms ((C + 1) / (N + 2)) and m = `prior_units`.
     """
     units = np.asarray(units, dtype=float)
     conversions = np.asarray(conversions, dtype=float)
@@ -42,11 +51,40 @@ def stratified_draws(
     if totals.sum() <= 0:
         raise ValueError("No units at all.")
     shares = totals / totals.sum()
+    rates = (conversions.sum(axis=1) + 1) / (totals + 2)
     result = np.zeros((draws, units.shape[1]))
-    for share, n, c in zip(shares, units, conversions, strict=True):
+    for share, rate, n, c in zip(shares, rates, units, conversions, strict=True):
         if share > 0:
-            result += share * rng.beta(prior_alpha + c, prior_beta + n - c, size=(draws, n.size))
+            alpha = prior_units * rate + c
+            beta = prior_units * (1 - rate) + n - c
+            result += share * rng.beta(alpha, beta, size=(draws, n.size))
     return result
+
+
+def stratified_normal(units, totals, squares, prior_units: float = PERIOD_PRIOR_UNITS):
+    """Mean and variance of each arm's period-weighted mean value per unit (the same strata and
+    the same prior as `stratified_draws`: a period's mean over all arms, worth `prior_units`)."""
+    units, totals, squares = (np.asarray(a, dtype=float) for a in (units, totals, squares))
+    cell_units = units.sum(axis=1)
+    shares = cell_units / cell_units.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):  # np.where evaluates both branches
+        cell_mean = np.where(cell_units > 0, totals.sum(axis=1) / cell_units, 0.0)
+        cell_var = np.where(
+            cell_units > 1,
+            (squares.sum(axis=1) - cell_units * cell_mean**2) / (cell_units - 1),
+            0.0,
+        )
+    cell_var = np.maximum(cell_var, 0.0)
+    weight = units + prior_units
+    mean = (totals + prior_units * cell_mean[:, None]) / weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = np.where(  # an arm's own spread; the period's where it has one unit or none
+            units > 1,
+            (squares - units * (totals / np.maximum(units, 1)) ** 2) / np.maximum(units - 1, 1),
+            cell_var[:, None],
+        )
+    var = np.maximum(own, 0.0) / weight
+    return (shares[:, None] * mean).sum(axis=0), (shares[:, None] ** 2 * var).sum(axis=0)
 
 
 @dataclass(frozen=True)

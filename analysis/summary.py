@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import integrate, optimize, special
 
-from analysis.stratified import stratified_draws
+from analysis.stratified import stratified_draws, stratified_normal
 
 INTERVAL = 0.95
 Z = float(special.ndtri(0.5 + INTERVAL / 2))
@@ -99,7 +99,7 @@ def summarize_binary(
     rng = rng or np.random.default_rng(0)
     notes = _binary_notes(units.sum(axis=0), conversions.sum(axis=0), control)
     if stratify and np.count_nonzero(units.sum(axis=1)) > 1:
-        draws = stratified_draws(units, conversions, rng, STRATIFIED_DRAWS, prior.alpha, prior.beta)
+        draws = stratified_draws(units, conversions, rng, STRATIFIED_DRAWS)
         return _from_draws(
             draws, units, conversions, control, holdout, higher_is_better, guardrail, notes
         )
@@ -150,10 +150,7 @@ def summarize_continuous(
         raise ValueError("units, totals and sum_squares need the same shape, units ≥ 0.")
     n = units.sum(axis=0)
     if stratify and np.count_nonzero(units.sum(axis=1)) > 1:
-        cell_units = units.sum(axis=1)
-        shares = cell_units / cell_units.sum()
-        mean, var = _normal_moments(units, totals, squares)
-        mean, var = (shares[:, None] * mean).sum(axis=0), (shares[:, None] ** 2 * var).sum(axis=0)
+        mean, var = stratified_normal(units, totals, squares)
     else:
         mean, var = _normal_moments(
             units.sum(axis=0, keepdims=True),
@@ -425,11 +422,18 @@ def _from_draws(draws, units, conversions, control, holdout, higher_is_better, g
         worse = (better[:, [control]] - better > guardrail.margin).mean(axis=0)
         worse[control] = np.nan
     lifts = []
+    notes = [list(n) for n in notes]
+    # A control rate indistinguishable from zero (no conversions anywhere) has no ratio.
+    vanishing = np.mean(draws[:, control] < 1e-12) > 0.001
     for i in range(draws.shape[1]):
         if i == control:
             lifts.append(None)
             continue
-        ratio = draws[:, i] / draws[:, control] - 1
+        if vanishing:
+            lifts.append(None)
+            notes[i].append("The control's rate is too close to zero for a relative lift.")
+            continue
+        ratio = draws[:, i] / np.maximum(draws[:, control], 1e-300) - 1
         lo, hi = np.quantile(ratio, [tail, 1 - tail])
         lifts.append(Interval(float(ratio.mean()), float(lo), float(hi)))
     return _assemble(n, c, rates, lifts, beat, best, loss, worse, control, candidates, notes)

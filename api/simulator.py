@@ -165,6 +165,7 @@ def simulate(
                 f"{tally.regret:.1f} (uniform {tally.uniform_regret:.1f})"
             )
     _report(tally, best, echo)
+    _results(api, key, echo)
     return tally
 
 
@@ -245,3 +246,35 @@ def _report(tally: Tally, best: dict, echo) -> None:
         arms.sort(key=lambda a: -a[1] / a[2])
         for variant, conversions, n in arms[:3]:
             echo(f"  {segment:<12} {variant:<40} {conversions / n:6.1%} of {n:,}")
+
+
+def _results(api: Api, key: str, echo) -> None:
+    """What Kairos's results say: each segment's leader, the suppressions, the advice."""
+    _, results = api.call("GET", f"/v1/experiments/{key}/results")
+    echo("")
+    echo(f"What Kairos's results say ({results['metric']}, {results['method']}):")
+    for block in results["segments"]:
+        rows = [r for r in block["variants"] if r["prob_best"] is not None]
+        leader = max(rows, key=lambda r: r["prob_best"])
+        lift = leader["lift"]
+        versus = (
+            "it is the control"
+            if lift is None or lift["mean"] is None
+            else f"lift vs control {lift['mean']:+.0%} "
+            f"(95%: {lift['ci'][0]:+.0%} to {lift['ci'][1]:+.0%})"
+        )
+        low, high = leader["rate"]["ci"]
+        echo(
+            f"  {block['segment']:<12} {leader['variant']:<40} rate {leader['rate']['mean']:.1%} "
+            f"({low:.1%}–{high:.1%}), P(best) {leader['prob_best']:.2f}, {versus}"
+        )
+    _, suppressed = api.call("GET", f"/v1/experiments/{key}/results?metric=suppressed&segment=all")
+    rows = [r for r in suppressed["segments"][0]["variants"] if r["variant"]]
+    worst = max(rows, key=lambda r: r["rate"]["mean"])
+    least = min(rows, key=lambda r: r["rate"]["mean"])
+    echo(
+        f"  suppressed   most often {worst['variant']} ({worst['rate']['mean']:.1%}), "
+        f"least {least['variant']} ({least['rate']['mean']:.1%})"
+    )
+    advice = results["recommendation"]
+    echo(f"  recommendation: {advice['action']} — {advice['reason']}")

@@ -36,12 +36,22 @@ def test_simpsons_paradox_is_handled():
     assert draws.mean(axis=0) == pytest.approx([0.06, 0.06], abs=0.006)
 
 
-def test_one_period_is_the_plain_beta_posterior():
+def test_one_period_is_the_beta_posterior_from_the_periods_rate():
     draws = stratified_draws([[400, 600]], [[20, 45]], np.random.default_rng(1), draws=400_000)
-    assert draws.mean(axis=0) == pytest.approx([21 / 402, 46 / 602], rel=0.01)
-    assert draws.std(axis=0) == pytest.approx(
-        [stats.beta.std(21, 381), stats.beta.std(46, 556)], rel=0.02
-    )
+    rate = (65 + 1) / (1000 + 2)  # the period's rate over all arms, worth 10 units
+    alpha = 10 * rate + np.array([20, 45])
+    beta = 10 * (1 - rate) + np.array([380, 555])
+    assert draws.mean(axis=0) == pytest.approx(alpha / (alpha + beta), rel=0.01)
+    assert draws.std(axis=0) == pytest.approx(stats.beta.std(alpha, beta), rel=0.02)
+
+
+def test_an_arm_starved_in_a_period_is_not_pulled_toward_one_half():
+    # The bandit gave arm B no units in period 2; both arms convert at 5% throughout. A flat
+    # prior there would put B at (5% + 50%) / 2.
+    units = [[5_000, 5_000], [10_000, 0]]
+    conversions = [[250, 250], [500, 0]]
+    draws = stratified_draws(units, conversions, np.random.default_rng(4))
+    assert draws.mean(axis=0) == pytest.approx([0.05, 0.05], abs=0.004)
 
 
 def test_interval_coverage_over_simulated_bandit_experiments():

@@ -169,6 +169,8 @@ def test_simulate_drives_the_served_api_end_to_end(served):
     assert "Created experiment 'simulated-onboarding'" in result.stdout
     assert "hour   8/8" in result.stdout
     assert "Regret" in result.stdout and "Final weights per segment" in result.stdout
+    assert "What Kairos's results say (activated, beta-binomial)" in result.stdout
+    assert "suppressed   most often" in result.stdout and "recommendation: " in result.stdout
     admin = {"Authorization": f"Bearer {admin_token}"}
     experiment = requests.get(f"{base}/v1/experiments/simulated-onboarding", headers=admin).json()
     assert experiment["status"] == "running"
