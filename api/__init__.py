@@ -92,10 +92,11 @@ def blueprints() -> list:
     from api.assignments.routes import blp as assignments
     from api.experiments.routes import blp as experiments
     from api.health.routes import blp as health
+    from api.learnings.routes import blp as learnings
     from api.outcomes.routes import blp as outcomes
     from api.results.routes import blp as results
 
-    return [health, experiments, assignments, outcomes, results, analyses]
+    return [health, experiments, assignments, outcomes, results, analyses, learnings]
 
 
 def configure_logging(app: Flask) -> None:

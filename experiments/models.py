@@ -233,8 +233,27 @@ class AnalysisJob(SQLModel, table=True):
 
 
 # A structured learning in the shared registry: what lifted what, for whom, and how sure we are.
+# `published` ones come from an experiment's results (one per experiment, segment, metric,
+# factor and level: republishing replaces them); `manual` ones are written by hand.
 class Learning(SQLModel, table=True):
+    __table_args__ = (
+        Index(
+            "ux_learning_published",
+            "experiment_id",
+            "segment",
+            "metric",
+            "factor",
+            "level",
+            unique=True,
+            sqlite_where=text("source = 'published'"),
+            postgresql_where=text("source = 'published'"),
+        ),
+        Index("ix_learning_metric_segment", "metric", "segment"),
+        Index("ix_learning_factor_level", "factor", "level"),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(default="published", max_length=16)
     experiment_id: int | None = Field(
         default=None, foreign_key="experiment.id", ondelete="SET NULL", index=True
     )
@@ -252,7 +271,13 @@ class Learning(SQLModel, table=True):
     method: str | None = Field(default=None, max_length=32)
     verdict: str = Field(default="inconclusive", max_length=16)
     summary: str = Field(default="")
+    hypothesis: str = Field(default="")
     notes: str = Field(default="")
+    # The channel the learning is about (a `channel` factor's level, or the variant's channel).
+    channel: str | None = Field(default=None, max_length=200)
+    # The baseline's rate and the units behind the level (for priors and weighting).
+    baseline_rate: float | None = Field(default=None)
+    level_units: int | None = Field(default=None)
     tags: list = json_field(default_factory=list)
     links: list = json_field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)

@@ -13,7 +13,7 @@ from api.experiments.schemas import (
     ReweightSchema,
 )
 from api.parser import Blueprint
-from experiments import lifecycle, reweight
+from experiments import learnings, lifecycle, reweight
 from experiments.spec import ExperimentSpec
 
 blp = Blueprint(
@@ -88,11 +88,13 @@ class ConcludeExperiment(MethodView):
     @blp.arguments(ConcludeSchema())
     @blp.response(200, ExperimentSchema)
     def post(self, body, key):
-        """Conclude a running or paused experiment; from now on every unit gets the winner"""
+        """Conclude a running or paused experiment (every unit gets the winner from now on) and
+        publish its learnings"""
         experiment = lifecycle.conclude_experiment(
             session=get_session(), key=key, winner=body.get("winner")
         )
         get_runtime_cache().invalidate(key)
+        learnings.publish(session=get_session(), key=key)
         return experiment
 
 

@@ -5,6 +5,7 @@ from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import experiments.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from experiments.migrate import include_object
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -16,6 +17,7 @@ def run_migrations(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

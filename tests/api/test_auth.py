@@ -49,6 +49,11 @@ ENDPOINTS = [
     ("GET", "/v1/experiments/onboarding-nudge/results", None, "read"),
     ("POST", "/v1/experiments/onboarding-nudge/analyses", {"method": "hierarchical"}, "manage"),
     ("GET", "/v1/analyses/1", None, "read"),
+    ("POST", "/v1/experiments/onboarding-nudge/learnings", {}, "manage"),
+    ("POST", "/v1/learnings", {"summary": "Push works in the morning."}, "manage"),
+    ("GET", "/v1/learnings", None, "read"),
+    ("GET", "/v1/learnings/evidence?metric=a&factor=b&level=c", None, "read"),
+    ("GET", "/v1/learnings/1", None, "read"),
 ]
 
 # Scopes that do not grant the needed one ("manage" grants "read"; "admin" grants all).
@@ -117,10 +122,14 @@ def test_revoked_key_is_401(client, database):
 
 
 def test_every_non_public_route_is_in_the_auth_matrix(app):
-    covered = {(method, path) for method, path, _, _ in ENDPOINTS}
+    covered = {(method, path.split("?")[0]) for method, path, _, _ in ENDPOINTS}
     for rule in app.url_map.iter_rules():
         if rule.endpoint in PUBLIC_ENDPOINTS:
             continue
         for method in rule.methods - {"HEAD", "OPTIONS"}:
-            path = rule.rule.replace("<key>", "onboarding-nudge").replace("<int:job_id>", "1")
+            path = (
+                rule.rule.replace("<key>", "onboarding-nudge")
+                .replace("<int:job_id>", "1")
+                .replace("<int:learning_id>", "1")
+            )
             assert (method, path) in covered, f"{method} {rule.rule} is not in the auth matrix"

@@ -1,0 +1,92 @@
+"""The learnings registry: publish from an experiment, write by hand, search, pool evidence."""
+
+from flask.views import MethodView
+
+from api.auth import requires
+from api.db import get_session
+from api.jsonio import json_response
+from api.learnings.schemas import (
+    EvidenceQuerySchema,
+    EvidenceSchema,
+    LearningQuerySchema,
+    LearningSchema,
+    ManualLearningSchema,
+    PublishSchema,
+)
+from api.parser import Blueprint
+from experiments import learnings
+from experiments.learnings import Filters, Thresholds
+
+blp = Blueprint(
+    "learnings",
+    __name__,
+    url_prefix="/v1",
+    description="The learnings registry: what worked, for whom, and how sure we are.",
+)
+
+
+@blp.route("/experiments/<key>/learnings")
+class PublishLearnings(MethodView):
+    @requires("manage")
+    @blp.arguments(PublishSchema())
+    @blp.response(201, LearningSchema(many=True))
+    def post(self, body, key):
+        """Publish the experiment's learnings from its latest results (replaces earlier ones)"""
+        thresholds = Thresholds(
+            **{k: body[k] for k in ("win_probability", "flat_margin") if k in body}
+        )
+        return learnings.publish(
+            session=get_session(), key=key, thresholds=thresholds, tags=body.get("tags", ())
+        )
+
+
+@blp.route("/learnings")
+class Learnings(MethodView):
+    @requires("read")
+    @blp.arguments(LearningQuerySchema(), location="query")
+    @blp.response(200, LearningSchema(many=True))
+    @blp.paginate(page_size=50, max_page_size=500)
+    def get(self, query, pagination_parameters):
+        """Search the registry: filters, text search (q), sort by lift or date"""
+        sort = query.pop("sort")
+        tags = tuple(query.pop("tag", ()))
+        items, total = learnings.search(
+            session=get_session(),
+            filters=Filters(tags=tags, **query),
+            sort=sort,
+            offset=pagination_parameters.first_item,
+            limit=pagination_parameters.page_size,
+        )
+        pagination_parameters.item_count = total
+        return items
+
+    @requires("manage")
+    @blp.arguments(ManualLearningSchema())
+    @blp.response(201, LearningSchema)
+    def post(self, body):
+        """Add a hand-written learning (research, an interview), with tags and links"""
+        lift = body.pop("lift", None)
+        if lift is not None:
+            body["lift_mean"] = lift["mean"]
+            if lift.get("ci"):
+                body["lift_low"], body["lift_high"] = lift["ci"]
+        return learnings.create_manual(session=get_session(), fields=body)
+
+
+@blp.route("/learnings/evidence")
+class Evidence(MethodView):
+    @requires("read")
+    @blp.arguments(EvidenceQuerySchema(), location="query")
+    @blp.response(200, EvidenceSchema)
+    def get(self, query):
+        """The pooled effect of a factor level across experiments (random-effects meta-analysis)"""
+        return json_response(learnings.evidence(session=get_session(), **query))
+
+
+@blp.route("/learnings/<int:learning_id>")
+class LearningById(MethodView):
+    @requires("read")
+    @blp.response(200, LearningSchema)
+    def get(self, learning_id):
+        """One learning"""
+        return learnings.get_learning(session=get_session(), learning_id=learning_id)

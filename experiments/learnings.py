@@ -1,0 +1,501 @@
+"""The learnings registry: publish what an experiment showed, write learnings by hand, query
+them, and pool the evidence for a factor level across experiments.
+
+Publishing reads the latest results of each binary metric: a finished PyMC job where there is
+one for that metric (factorial: one learning per factor level; hierarchical: per variant),
+else the conjugate results. An experiment whose variants form a factorial design gets one
+learning per (segment, metric, factor, level vs the control's level), from the variants that
+differ only in that factor pooled on each side; any other gets one per variant vs control.
+Republishing replaces the experiment's published learnings in one transaction; a unique index
+keeps one per (experiment, segment, metric, factor, level) even under concurrent publishing.
+"""
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import String, cast, delete, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from analysis.evidence import Study, Thresholds, random_effects, verdict
+from analysis.models import factorial_problem
+from analysis.summary import summarize_binary
+from experiments.errors import BadRequest, Conflict, NotFound
+from experiments.lifecycle import get_experiment
+from experiments.models import AnalysisJob, Experiment, Learning, Metric, utcnow
+from experiments.results import segment_variant_counts
+from experiments.spec import ALL_SEGMENT
+
+VARIANT_FACTOR = "variant"
+SORTS = ("date", "-date", "lift", "-lift")
+EXPORT_FIELDS = (
+    "id",
+    "source",
+    "experiment_key",
+    "metric",
+    "segment",
+    "factor",
+    "level",
+    "baseline_level",
+    "channel",
+    "lift_mean",
+    "lift_low",
+    "lift_high",
+    "prob_better",
+    "units",
+    "method",
+    "verdict",
+    "summary",
+    "hypothesis",
+    "notes",
+    "tags",
+    "links",
+    "created_at",
+    "updated_at",
+)
+
+
+@dataclass(frozen=True)
+class Filters:
+    segment: str | None = None
+    metric: str | None = None
+    factor: str | None = None
+    level: str | None = None
+    channel: str | None = None
+    experiment: str | None = None
+    verdict: str | None = None
+    tags: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+    source: str | None = None
+
+
+# -- publishing --------------------------------------------------------------------------------
+
+
+def publish(
+    *, session: Session, key: str, thresholds: Thresholds | None = None, tags=()
+) -> list[Learning]:
+    """Publish (or republish) the experiment's learnings from its latest results."""
+    thresholds = thresholds or Thresholds()
+    experiment = get_experiment(session=session, key=key)
+    now = utcnow()
+    rows: list[Learning] = []
+    for metric in experiment.metrics:
+        if metric.type != "binary":
+            continue
+        job = _latest_job(session, experiment, metric.key)
+        if job is not None and job.method == "factorial":
+            found = _from_factorial_job(experiment, metric, job)
+        elif job is not None:
+            found = _from_hierarchical_job(experiment, metric, job)
+        else:
+            found = _from_conjugate(session, experiment, metric)
+        rows += [_learning(experiment, metric, thresholds, tags, now, **f) for f in found]
+    session.execute(
+        delete(Learning).where(
+            Learning.experiment_id == experiment.id, Learning.source == "published"
+        )
+    )
+    session.add_all(rows)
+    try:
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        raise Conflict(
+            f"Learnings of '{key}' were being published at the same time; retry."
+        ) from error
+    for row in rows:
+        session.refresh(row)
+    return rows
+
+
+def _latest_job(session: Session, experiment: Experiment, metric: str) -> AnalysisJob | None:
+    return session.execute(
+        select(AnalysisJob)
+        .where(
+            AnalysisJob.experiment_id == experiment.id,
+            AnalysisJob.metric == metric,
+            AnalysisJob.status == "succeeded",
+        )
+        .order_by(AnalysisJob.finished_at.desc(), AnalysisJob.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def _from_conjugate(session: Session, experiment: Experiment, metric: Metric) -> list[dict]:
+    segments, variants, units, conversions = segment_variant_counts(session, experiment, metric.key)
+    factors = [dict(v.factors) for v in experiment.variants]
+    control = variants.index(experiment.control)
+    factorial = factorial_problem(factors, control) is None
+    names = [ALL_SEGMENT, *segments]
+    found = []
+    for name, n, c in zip(
+        names,
+        [units.sum(axis=0), *units],
+        [conversions.sum(axis=0), *conversions],
+        strict=True,
+    ):
+        if n.sum() == 0:
+            continue
+        if factorial:
+            for factor, level, base, with_level, without in _level_pairs(factors, control):
+                groups_n = [n[without].sum(), n[with_level].sum()]
+                groups_c = [c[without].sum(), c[with_level].sum()]
+                _, arm = summarize_binary(
+                    groups_n, groups_c, control=0, higher_is_better=metric.higher_is_better
+                )
+                found.append(
+                    _found(name, factor, level, base, arm, groups_n, groups_c, "beta-binomial")
+                )
+        else:
+            summaries = summarize_binary(
+                n, c, control=control, higher_is_better=metric.higher_is_better
+            )
+            for i, arm in enumerate(summaries):
+                if i == control:
+                    continue
+                pair_n, pair_c = [n[control], n[i]], [c[control], c[i]]
+                found.append(
+                    _found(
+                        name,
+                        VARIANT_FACTOR,
+                        variants[i],
+                        variants[control],
+                        arm,
+                        pair_n,
+                        pair_c,
+                        "beta-binomial",
+                        channel=factors[i].get("channel"),
+                    )
+                )
+    return found
+
+
+def _level_pairs(factors: list[dict], control: int):
+    """(factor, level, baseline level, variants with the level, their twins at the baseline)."""
+    baseline = factors[control]
+    for factor in baseline:
+        for level in sorted({f[factor] for f in factors} - {baseline[factor]}):
+            with_level, without = [], []
+            for i, f in enumerate(factors):
+                if f[factor] == level:
+                    twin = {**f, factor: baseline[factor]}
+                    if twin in factors:
+                        with_level.append(i)
+                        without.append(factors.index(twin))
+            if with_level:
+                yield factor, level, baseline[factor], with_level, without
+
+
+def _found(segment, factor, level, base, arm, groups_n, groups_c, method, channel=None) -> dict:
+    lift = arm.lift
+    return {
+        "segment": segment,
+        "factor": factor,
+        "level": level,
+        "baseline_level": base,
+        "lift": (lift.mean, lift.low, lift.high) if lift is not None else (None, None, None),
+        "prob_better": arm.prob_beat_control,
+        "units": int(sum(groups_n)),
+        "level_units": int(groups_n[1]),
+        "baseline_rate": float((groups_c[0] + 1) / (groups_n[0] + 2)),
+        "method": method,
+        "channel": channel if channel is not None else (level if factor == "channel" else None),
+    }
+
+
+def _from_factorial_job(experiment: Experiment, metric: Metric, job: AnalysisJob) -> list[dict]:
+    found = []
+    for block in job.result.get("segments", []):
+        for effect in block.get("main_effects", []):
+            if effect.get("lift") is None:
+                continue
+            lift = effect["lift"]
+            prob = effect["prob_better"]
+            if not metric.higher_is_better:
+                prob = 1 - prob
+            found.append(
+                {
+                    "segment": block["segment"],
+                    "factor": effect["factor"],
+                    "level": effect["level"],
+                    "baseline_level": effect["baseline_level"],
+                    "lift": (lift["mean"], lift["ci"][0], lift["ci"][1]),
+                    "prob_better": prob,
+                    "units": block.get("units"),
+                    "level_units": None,
+                    "baseline_rate": None,
+                    "method": "factorial",
+                    "channel": effect["level"] if effect["factor"] == "channel" else None,
+                }
+            )
+    return found
+
+
+def _from_hierarchical_job(experiment: Experiment, metric: Metric, job: AnalysisJob) -> list[dict]:
+    factors = {v.key: dict(v.factors) for v in experiment.variants}
+    found = []
+    for block in job.result.get("segments", []):
+        rows = block["variants"]
+        control = next(r for r in rows if r["lift"] is None)
+        for row in rows:
+            if row["lift"] is None:
+                continue
+            prob = row["prob_beat_control"]
+            if not metric.higher_is_better:
+                prob = 1 - prob
+            found.append(
+                {
+                    "segment": block["segment"],
+                    "factor": VARIANT_FACTOR,
+                    "level": row["variant"],
+                    "baseline_level": control["variant"],
+                    "lift": (row["lift"]["mean"], row["lift"]["ci"][0], row["lift"]["ci"][1]),
+                    "prob_better": prob,
+                    "units": row["units"] + control["units"],
+                    "level_units": row["units"],
+                    "baseline_rate": control["rate"]["mean"],
+                    "method": "hierarchical",
+                    "channel": factors.get(row["variant"], {}).get("channel"),
+                }
+            )
+    return found
+
+
+def _learning(experiment, metric, thresholds, tags, now, **found) -> Learning:
+    mean, low, high = found.pop("lift")
+    prob = found["prob_better"]
+    judged = (
+        verdict(prob, low, high, thresholds) if None not in (prob, low, high) else "inconclusive"
+    )
+    learning = Learning(
+        source="published",
+        experiment_id=experiment.id,
+        experiment_key=experiment.key,
+        metric=metric.key,
+        lift_mean=mean,
+        lift_low=low,
+        lift_high=high,
+        verdict=judged,
+        hypothesis=experiment.hypothesis or "",
+        tags=list(tags),
+        created_at=now,
+        updated_at=now,
+        **found,
+    )
+    learning.summary = summary_sentence(learning)
+    return learning
+
+
+def summary_sentence(learning: Learning) -> str:
+    """'For newcomers, push beat email on activated by +14% (95%: +6% to +22%), probability
+    0.999, 8,000 users.'"""
+    who = "Across all users" if learning.segment == ALL_SEGMENT else f"For {learning.segment}"
+    if learning.factor == VARIANT_FACTOR:
+        subject, other = f"'{learning.level}'", f"the control '{learning.baseline_level}'"
+    else:
+        subject, other = learning.level, learning.baseline_level
+    verb = {
+        "win": "beat",
+        "loss": "did worse than",
+        "flat": "did about as well as",
+        "inconclusive": "was not clearly different from",
+    }[learning.verdict]
+    if learning.lift_mean is None:
+        return f"{who}, {subject} {verb} {other} on {learning.metric} ({learning.units:,} users)."
+    return (
+        f"{who}, {subject} {verb} {other} on {learning.metric} by {learning.lift_mean:+.0%} "
+        f"(95%: {learning.lift_low:+.0%} to {learning.lift_high:+.0%}), probability "
+        f"{learning.prob_better:.3f}, {learning.units:,} users."
+    )
+
+
+# -- hand-written ------------------------------------------------------------------------------
+
+
+def create_manual(*, session: Session, fields: dict) -> Learning:
+    """A learning written by hand (an interview, qualitative research), with tags and links."""
+    now = utcnow()
+    experiment_key = fields.pop("experiment", None)
+    experiment_id = None
+    if experiment_key:
+        experiment_id = get_experiment(session=session, key=experiment_key).id
+    learning = Learning(
+        source="manual",
+        experiment_id=experiment_id,
+        experiment_key=experiment_key,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    session.add(learning)
+    session.commit()
+    session.refresh(learning)
+    return learning
+
+
+# -- querying ----------------------------------------------------------------------------------
+
+
+def search(
+    *, session: Session, filters: Filters, sort: str = "-date", offset: int = 0, limit: int = 50
+) -> tuple[list[Learning], int]:
+    """Learnings matching every filter (and the text query), sorted; with the total count."""
+    if sort not in SORTS:
+        raise BadRequest(f"Unknown sort '{sort}'.", {"sort": [f"One of: {', '.join(SORTS)}."]})
+    conditions = _conditions(session, filters)
+    total = session.execute(
+        select(func.count()).select_from(Learning).where(*conditions)
+    ).scalar_one()
+    order = {
+        "date": (Learning.created_at.asc(), Learning.id.asc()),
+        "-date": (Learning.created_at.desc(), Learning.id.desc()),
+        "lift": (Learning.lift_mean.is_(None), Learning.lift_mean.asc(), Learning.id.asc()),
+        "-lift": (Learning.lift_mean.is_(None), Learning.lift_mean.desc(), Learning.id.desc()),
+    }[sort]
+    items = session.execute(
+        select(Learning).where(*conditions).order_by(*order).offset(offset).limit(limit)
+    ).scalars()
+    return list(items), total
+
+
+def _conditions(session: Session, f: Filters) -> list:
+    conditions = []
+    for column, value in (
+        (Learning.segment, f.segment),
+        (Learning.metric, f.metric),
+        (Learning.factor, f.factor),
+        (Learning.level, f.level),
+        (Learning.channel, f.channel),
+        (Learning.experiment_key, f.experiment),
+        (Learning.verdict, f.verdict),
+        (Learning.source, f.source),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    for tag in f.tags:
+        # JSON text on SQLite and jsonb::text on PostgreSQL both render a tag as "tag".
+        conditions.append(cast(Learning.tags, String).like(f'%"{_escape_like(tag)}"%', escape="\\"))
+    if f.since is not None:
+        conditions.append(Learning.created_at >= f.since)
+    if f.until is not None:
+        conditions.append(Learning.created_at <= f.until)
+    if f.q:
+        conditions.append(_text_match(session, f.q))
+    return conditions
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _text_match(session: Session, query: str):
+    """Full-text match over summary, hypothesis and notes: FTS5 on SQLite (every word, stemmed,
+    as a prefix), websearch syntax on PostgreSQL (the GIN index of migration 0009)."""
+    if session.get_bind().dialect.name == "postgresql":
+        document = func.to_tsvector(
+            text("'english'"),
+            func.coalesce(Learning.summary, "")
+            + " "
+            + func.coalesce(Learning.hypothesis, "")
+            + " "
+            + func.coalesce(Learning.notes, ""),
+        )
+        return document.op("@@")(func.websearch_to_tsquery(text("'english'"), query))
+    words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
+    if not words:
+        return Learning.id.is_(None)
+    match = " ".join(f'"{w}"*' for w in words)
+    matches = text("SELECT rowid FROM learning_fts WHERE learning_fts MATCH :m").bindparams(m=match)
+    return Learning.id.in_(select(text("rowid")).select_from(matches.columns().subquery()))
+
+
+# -- evidence across experiments ----------------------------------------------------------------
+
+
+def evidence(*, session: Session, segment: str, metric: str, factor: str, level: str) -> dict:
+    """The pooled effect of a factor level across experiments (random effects)."""
+    rows = (
+        session.execute(
+            select(Learning)
+            .where(
+                Learning.source == "published",
+                Learning.segment == segment,
+                Learning.metric == metric,
+                Learning.factor == factor,
+                Learning.level == level,
+                Learning.lift_low.is_not(None),
+                Learning.lift_high > Learning.lift_low,
+            )
+            .order_by(Learning.experiment_key)
+        )
+        .scalars()
+        .all()
+    )
+    answer = {
+        "segment": segment,
+        "metric": metric,
+        "factor": factor,
+        "level": level,
+        "experiments": [],
+        "pooled": None,
+        "spread": None,
+        "method": "random effects (DerSimonian-Laird) on log(1 + lift)",
+    }
+    if not rows:
+        answer["note"] = "No published learning matches: there is no evidence to pool yet."
+        return answer
+    pooled = random_effects(
+        [Study(r.experiment_key or str(r.id), r.lift_mean, r.lift_low, r.lift_high) for r in rows]
+    )
+    answer["experiments"] = [
+        {
+            "experiment": r.experiment_key,
+            "lift": {"mean": r.lift_mean, "ci": [r.lift_low, r.lift_high]},
+            "units": r.units,
+            "verdict": r.verdict,
+            "weight": round(w, 4),
+        }
+        for r, w in zip(rows, pooled.weights, strict=True)
+    ]
+    answer["pooled"] = {
+        "lift": {"mean": pooled.lift, "ci": [pooled.low, pooled.high]},
+        "experiments": len(rows),
+        "units": int(sum(r.units or 0 for r in rows)),
+        "prob_better": pooled.prob_positive,
+    }
+    answer["spread"] = {"tau": pooled.tau, "i_squared": pooled.i_squared, "q": pooled.q}
+    return answer
+
+
+def get_learning(*, session: Session, learning_id: int) -> Learning:
+    learning = session.get(Learning, learning_id)
+    if learning is None:
+        raise NotFound(f"No learning with id {learning_id}.")
+    return learning
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+def as_record(learning: Learning) -> dict:
+    record = {name: getattr(learning, name) for name in EXPORT_FIELDS}
+    for name in ("created_at", "updated_at"):
+        record[name] = record[name].isoformat() if record[name] else None
+    return record
+
+
+def to_csv(learnings: list[Learning]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
+    writer.writeheader()
+    for learning in learnings:
+        record = as_record(learning)
+        record["tags"] = ";".join(record["tags"] or [])
+        record["links"] = ";".join(record["links"] or [])
+        writer.writerow(record)
+    return out.getvalue()

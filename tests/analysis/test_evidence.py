@@ -1,0 +1,76 @@
+"""Verdict thresholds and the random-effects meta-analysis against a hand-computed case."""
+
+import math
+
+import pytest
+
+from analysis.evidence import Study, Thresholds, random_effects, verdict
+
+Z = 1.959963984540054
+
+
+def study(name, log_effect, se):
+    """A study whose log(1 + lift) is `log_effect` with standard error `se`."""
+    return Study(
+        name,
+        math.expm1(log_effect),
+        math.expm1(log_effect - Z * se),
+        math.expm1(log_effect + Z * se),
+    )
+
+
+def test_random_effects_matches_a_hand_computed_case():
+    # y = (0.10, 0.30, -0.05), se = (0.05, 0.10, 0.08); by hand (DerSimonian-Laird):
+    # w = (400, 100, 156.25); Σw = 656.25; fixed = (40 + 30 - 7.8125) / 656.25 = 0.094762
+    # Q = 400(0.005238)² + 100(0.205238)² + 156.25(0.144762)² = 0.010975 + 4.212259 + 3.274385
+    #   = 7.497619; df = 2; C = 656.25 - (160000 + 10000 + 24414.0625) / 656.25 = 360.0
+    # τ² = (7.497619 - 2) / 360.0 = 0.0152712
+    # w* = 1 / (v + τ²) = (56.2709, 39.5708, 46.1443) (v = 0.0025, 0.01, 0.0064); Σ = 141.986
+    # μ = (5.62709 + 11.87124 - 2.30721) / 141.986 = 0.106990; se = 1 / √141.986 = 0.083922
+    pooled = random_effects(
+        [study("a", 0.10, 0.05), study("b", 0.30, 0.10), study("c", -0.05, 0.08)]
+    )
+    assert pooled.q == pytest.approx(7.497619, abs=1e-5)
+    assert pooled.tau == pytest.approx(math.sqrt(0.0152712), abs=1e-5)
+    assert math.log1p(pooled.lift) == pytest.approx(0.106990, abs=1e-5)
+    assert math.log1p(pooled.high) - math.log1p(pooled.lift) == pytest.approx(
+        Z * 0.083922, abs=1e-5
+    )
+    assert pooled.i_squared == pytest.approx((7.497619 - 2) / 7.497619, abs=1e-6)
+    assert sum(pooled.weights) == pytest.approx(1.0)
+
+
+def test_agreeing_studies_pool_to_the_fixed_effect():
+    pooled = random_effects([study("a", 0.1, 0.05), study("b", 0.1, 0.05)])
+    assert pooled.tau == 0.0 and pooled.i_squared == 0.0
+    assert math.log1p(pooled.lift) == pytest.approx(0.1)
+    assert math.log1p(pooled.high) - 0.1 == pytest.approx(Z * 0.05 / math.sqrt(2))
+
+
+def test_one_study_is_itself():
+    only = study("a", 0.2, 0.1)
+    pooled = random_effects([only])
+    assert (pooled.lift, pooled.low, pooled.high) == pytest.approx((only.lift, only.low, only.high))
+
+
+@pytest.mark.parametrize(
+    ("prob", "low", "high", "expected"),
+    [
+        (0.95, 0.01, 0.2, "win"),
+        (0.9499, -0.01, 0.2, "inconclusive"),
+        (0.05, -0.2, -0.01, "loss"),
+        (0.6, -0.019, 0.02, "flat"),
+        (0.6, -0.021, 0.02, "inconclusive"),
+    ],
+)
+def test_verdict_thresholds(prob, low, high, expected):
+    assert verdict(prob, low, high) == expected
+
+
+def test_thresholds_can_be_stricter_and_are_checked():
+    assert verdict(0.97, 0.01, 0.2, Thresholds(win_probability=0.99)) == "inconclusive"
+    assert verdict(0.6, -0.04, 0.04, Thresholds(flat_margin=0.05)) == "flat"
+    with pytest.raises(ValueError):
+        Thresholds(win_probability=0.4)
+    with pytest.raises(ValueError):
+        random_effects([])

@@ -1,0 +1,238 @@
+"""The learnings registry over HTTP: publication from factorial and non-factorial experiments,
+verdicts, idempotent republishing, hand-written learnings, every filter, text search, sorting,
+the pooled evidence across experiments; on SQLite and PostgreSQL."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from analysis.evidence import Study, random_effects
+from tests.utils.assignments import assign_batch, start
+from tests.utils.factories import FACTORIAL, experiment_body
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def fill(client, keys, key, n, converts, metric, prefix="u"):
+    """Assign n units of `key`; report `metric` for those `converts(answer, i)` picks."""
+    answers = assign_batch(
+        client,
+        keys["admin"],
+        key,
+        [
+            {"unit_id": f"{prefix}{i}", "attributes": {"days_since_signup": 3 if i % 2 else 40}}
+            for i in range(n)
+        ],
+        now=T0.isoformat(),
+    )
+    events = [
+        {
+            "event_id": f"{key}-{metric}-{a['unit_id']}",
+            "assignment_id": a["assignment_id"],
+            "metric": metric,
+            "occurred_at": (T0 + timedelta(hours=1)).isoformat(),
+        }
+        for i, a in enumerate(answers)
+        if converts(a, i)
+    ]
+    response = client.post("/v1/outcomes/batch", json={"events": events}, headers=keys["assign"])
+    assert response.status_code == 202, response.json
+    return answers
+
+
+def publish(client, keys, key, **body):
+    response = client.post(f"/v1/experiments/{key}/learnings", json=body, headers=keys["manage"])
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def query(client, keys, **params):
+    response = client.get("/v1/learnings", query_string=params, headers=keys["read"])
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def onboarding(client, keys):
+    start(client, keys, experiment_body(holdout=0.0))
+    # evening-email converts 1 in 4 (newcomers and others alike), morning-push 1 in 10.
+    fill(
+        client,
+        keys,
+        "onboarding-nudge",
+        2_000,
+        lambda a, i: (i // 2) % (4 if a["variant"] == "evening-email" else 10) == 0,
+        "activated",
+    )
+
+
+def renewal(client, keys, key="renewal-reminder", push_every=3, n=3_200):
+    start(client, keys, experiment_body(FACTORIAL, key=key, allocation="fixed", bandit=None))
+    fill(
+        client,
+        keys,
+        key,
+        n,
+        lambda a, i: i % (push_every if "channel=push" in a["variant"] else 8) == 0,
+        "renewed",
+        prefix=f"{key}-",
+    )
+
+
+def test_variant_learnings_from_a_non_factorial_experiment(client, keys):
+    onboarding(client, keys)
+    published = publish(client, keys, "onboarding-nudge")
+    # 3 segments (all, newcomers, other) × 3 binary metrics × 1 variant vs control.
+    assert len(published) == 9
+    (email,) = [x for x in published if x["segment"] == "newcomers" and x["metric"] == "activated"]
+    assert (email["factor"], email["level"], email["baseline_level"]) == (
+        "variant",
+        "evening-email",
+        "morning-push",
+    )
+    assert email["experiment"] == "onboarding-nudge" and email["source"] == "published"
+    assert email["verdict"] == "win" and email["prob_better"] > 0.999
+    assert email["lift"]["ci"][0] < email["lift"]["mean"] < email["lift"]["ci"][1]
+    assert email["channel"] == "email" and email["method"] == "beta-binomial"
+    assert email["units"] == 1_000
+    assert email["summary"].startswith(
+        "For newcomers, 'evening-email' beat the control 'morning-push' on activated by +"
+    )
+    assert email["summary"].endswith(", 1,000 users.") and "probability 1.000" in email["summary"]
+    # No unsubscribes at all: nothing to tell apart.
+    assert {x["verdict"] for x in published if x["metric"] == "unsubscribed"} == {"inconclusive"}
+
+
+def test_factor_learnings_from_a_factorial_experiment(client, keys):
+    renewal(client, keys)
+    published = publish(client, keys, "renewal-reminder")
+    overall = {
+        (x["factor"], x["level"]): x
+        for x in published
+        if x["segment"] == "all" and x["metric"] == "renewed"
+    }
+    assert set(overall) == {("timing", "evening"), ("tone", "urgent"), ("channel", "push")}
+    push = overall[("channel", "push")]
+    assert push["baseline_level"] == "email" and push["channel"] == "push"
+    assert push["verdict"] == "win" and push["lift"]["mean"] > 1.0
+    assert push["summary"].startswith("Across all users, push beat email on renewed by +")
+
+
+def test_republishing_replaces_and_thresholds_decide_verdicts(client, keys, database):
+    onboarding(client, keys)
+    first = publish(client, keys, "onboarding-nudge")
+    again = publish(client, keys, "onboarding-nudge")
+    assert len(again) == len(first)
+    assert query(client, keys, experiment="onboarding-nudge", source="published") == again[
+        ::-1
+    ] or len(query(client, keys, experiment="onboarding-nudge")) == len(first)
+    strict = publish(client, keys, "onboarding-nudge", win_probability=0.9999999, flat_margin=0.5)
+    verdicts = {x["verdict"] for x in strict if x["metric"] == "unsubscribed"}
+    assert verdicts == {"flat"} or verdicts == {"inconclusive"}
+    assert len(query(client, keys, experiment="onboarding-nudge")) == len(first)
+    bad = client.post(
+        "/v1/experiments/onboarding-nudge/learnings",
+        json={"win_probability": 0.3},
+        headers=keys["manage"],
+    )
+    assert bad.status_code == 422 and "win_probability" in bad.json["errors"]
+
+
+def test_concluding_publishes_the_learnings(client, keys):
+    onboarding(client, keys)
+    response = client.post(
+        "/v1/experiments/onboarding-nudge/conclude",
+        json={"winner": "evening-email"},
+        headers=keys["manage"],
+    )
+    assert response.status_code == 200
+    assert len(query(client, keys, experiment="onboarding-nudge")) == 9
+
+
+def test_hand_written_learnings_every_filter_text_search_and_sorting(client, keys):
+    onboarding(client, keys)
+    publish(client, keys, "onboarding-nudge", tags=["q1-2026"])
+    manual = client.post(
+        "/v1/learnings",
+        json={
+            "summary": "Interviews: renewers read reminders on their morning commute.",
+            "notes": "Twelve interviews with annual subscribers; most open push before 9.",
+            "segment": "renewers",
+            "factor": "timing",
+            "level": "morning",
+            "channel": "push",
+            "verdict": "win",
+            "lift": {"mean": 0.1, "ci": [0.0, 0.2]},
+            "tags": ["research", "interviews"],
+            "links": ["https://wiki.example.com/research/renewers"],
+        },
+        headers=keys["manage"],
+    )
+    assert manual.status_code == 201, manual.json
+    assert manual.json["source"] == "manual" and manual.json["experiment"] is None
+
+    def ids(**params):
+        return {x["id"] for x in query(client, keys, **params)}
+
+    everything = ids()
+    assert len(everything) == 10
+    assert ids(segment="renewers") == {manual.json["id"]}
+    assert len(ids(metric="activated")) == 3
+    assert len(ids(factor="variant")) == 9 and ids(factor="timing") == {manual.json["id"]}
+    assert len(ids(level="evening-email")) == 9 and ids(level="morning") == {manual.json["id"]}
+    assert ids(channel="push") == {manual.json["id"]} and len(ids(channel="email")) == 9
+    assert len(ids(experiment="onboarding-nudge")) == 9
+    assert manual.json["id"] in ids(verdict="win") and len(ids(verdict="inconclusive")) >= 3
+    assert ids(tag="research") == {manual.json["id"]} and len(ids(tag="q1-2026")) == 9
+    assert ids(tag=["research", "interviews"]) == {manual.json["id"]}
+    assert ids(tag=["research", "q1-2026"]) == set()
+    assert ids(source="manual") == {manual.json["id"]}
+    now = datetime.now(UTC)
+    assert ids(since=(now - timedelta(hours=1)).isoformat()) == everything
+    assert ids(until=(now - timedelta(hours=1)).isoformat()) == set()
+    # Text search over summary, hypothesis and notes, stemmed.
+    assert ids(q="commute") == {manual.json["id"]}
+    assert ids(q="interview subscribers") == {manual.json["id"]}  # "Interviews", notes
+    assert len(ids(q="activates newcomers")) >= 1  # the experiment's hypothesis
+    assert ids(q="nothing-like-this") == set()
+    ordered = [x["lift"] and x["lift"]["mean"] for x in query(client, keys, sort="-lift")]
+    known = [lift for lift in ordered if lift is not None]
+    assert known == sorted(known, reverse=True) and len(known) >= 4
+    assert ordered[: len(known)] == known  # learnings without a lift come last
+    page = client.get("/v1/learnings?page=2&page_size=4", headers=keys["read"])
+    assert len(page.json) == 4 and '"total": 10' in page.headers["X-Pagination"]
+    for params in ({"verdict": "maybe"}, {"sort": "units"}):
+        response = client.get("/v1/learnings", query_string=params, headers=keys["read"])
+        assert response.status_code == 422 and set(params) <= set(response.json["errors"])
+    response = client.post("/v1/learnings", json={"notes": "no summary"}, headers=keys["manage"])
+    assert response.status_code == 422 and "summary" in response.json["errors"]
+
+
+def test_evidence_pools_a_factor_level_across_experiments(client, keys):
+    renewal(client, keys, "renewal-a", push_every=3)
+    renewal(client, keys, "renewal-b", push_every=5)
+    for key in ("renewal-a", "renewal-b"):
+        publish(client, keys, key)
+    response = client.get(
+        "/v1/learnings/evidence",
+        query_string={"segment": "all", "metric": "renewed", "factor": "channel", "level": "push"},
+        headers=keys["read"],
+    )
+    assert response.status_code == 200, response.json
+    answer = response.json
+    assert [e["experiment"] for e in answer["experiments"]] == ["renewal-a", "renewal-b"]
+    studies = [
+        Study(e["experiment"], e["lift"]["mean"], *e["lift"]["ci"]) for e in answer["experiments"]
+    ]
+    expected = random_effects(studies)
+    assert answer["pooled"]["lift"]["mean"] == pytest.approx(expected.lift)
+    assert answer["pooled"]["lift"]["ci"] == pytest.approx([expected.low, expected.high])
+    assert answer["spread"]["tau"] == pytest.approx(expected.tau)
+    assert answer["pooled"]["experiments"] == 2 and answer["pooled"]["prob_better"] > 0.99
+    lone = client.get(
+        "/v1/learnings/evidence",
+        query_string={"metric": "renewed", "factor": "channel", "level": "sms"},
+        headers=keys["read"],
+    ).json
+    assert lone["pooled"] is None and lone["experiments"] == [] and lone["note"]
+    missing = client.get("/v1/learnings/evidence", headers=keys["read"])
+    assert missing.status_code == 422
