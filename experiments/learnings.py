@@ -10,8 +10,6 @@ Republishing replaces the experiment's published learnings in one transaction; a
 keeps one per (experiment, segment, metric, factor, level) even under concurrent publishing.
 """
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -487,15 +485,3 @@ def as_record(learning: Learning) -> dict:
     for name in ("created_at", "updated_at"):
         record[name] = record[name].isoformat() if record[name] else None
     return record
-
-
-def to_csv(learnings: list[Learning]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
-    writer.writeheader()
-    for learning in learnings:
-        record = as_record(learning)
-        record["tags"] = ";".join(record["tags"] or [])
-        record["links"] = ";".join(record["links"] or [])
-        writer.writerow(record)
-    return out.getvalue()

@@ -65,3 +65,44 @@ def test_db_upgrade_and_current(runner):
     assert "already at" in result.output
     current = runner.invoke(main, ["db", "current"])
     assert "up to date" in current.output
+
+
+def test_learnings_search_and_export(runner, client, keys, tmp_path):
+    import csv
+    import json
+
+    for summary, verdict, tags in (
+        ("Push beat email for newcomers on activation.", "win", ["push"]),
+        ("Urgent tone did worse than friendly on renewals.", "loss", ["tone"]),
+    ):
+        response = client.post(
+            "/v1/learnings",
+            json={
+                "summary": summary,
+                "verdict": verdict,
+                "tags": tags,
+                "segment": "newcomers",
+                "lift": {"mean": 0.14 if verdict == "win" else -0.08, "ci": [-0.1, 0.3]},
+            },
+            headers=keys["manage"],
+        )
+        assert response.status_code == 201
+    table = runner.invoke(main, ["learnings", "search", "--verdict", "win"])
+    assert table.exit_code == 0, table.output
+    assert "factor=level" in table.output and "+14.0%" in table.output
+    assert "Push beat email" in table.output and "Urgent tone" not in table.output
+    found = runner.invoke(main, ["learnings", "search", "-q", "renewals"])
+    assert "Urgent tone did worse" in found.output and "Push beat" not in found.output
+    assert (
+        "No learning matches." in runner.invoke(main, ["learnings", "search", "--tag", "x"]).output
+    )
+
+    exported = runner.invoke(main, ["learnings", "export", "--format", "json", "--sort", "lift"])
+    records = json.loads(exported.stdout)
+    assert [r["verdict"] for r in records] == ["loss", "win"]
+    target = tmp_path / "learnings.csv"
+    result = runner.invoke(main, ["learnings", "export", "--tag", "push", "-o", str(target)])
+    assert result.exit_code == 0 and "1 learning(s) written" in result.stderr
+    with target.open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["summary"].startswith("Push beat email") and row["tags"] == "push"
