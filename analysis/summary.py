@@ -43,8 +43,10 @@ MAX_CONTROL_CV = 0.3
 
 @dataclass(frozen=True)
 class Prior:
-    alpha: float = 1.0
-    beta: float = 1.0
+    """Beta prior of every arm's rate: numbers, or arrays with one entry per arm."""
+
+    alpha: float | np.ndarray = 1.0
+    beta: float | np.ndarray = 1.0
     source: str = "default"
 
 

@@ -55,6 +55,8 @@ def create_experiment(
         min_weight=spec.bandit.min_weight,
         min_units_per_arm=spec.bandit.min_units_per_arm,
         threshold_of_caring=spec.threshold_of_caring,
+        prior=spec.prior,
+        prior_units=spec.prior_units,
         created_at=now,
         updated_at=now,
         variants=[

@@ -62,6 +62,11 @@ class Experiment(SQLModel, table=True):
     min_units_per_arm: int = Field(default=100)
     # Conclude once the leader's expected loss on the primary metric is below this.
     threshold_of_caring: float = Field(default=0.001)
+    # "learnings": the bandit and the conjugate results start from `priors`, a snapshot of the
+    # registry's pooled evidence taken at creation ({segment: {variant: [alpha, beta]}}).
+    prior: str = Field(default="default", max_length=16)
+    prior_units: float = Field(default=100.0)
+    priors: dict | None = json_field(default_factory=lambda: None, nullable=True)
     current_period: int = Field(default=0)
     # When a Thompson experiment is next due for a scheduled reweight; claimed atomically.
     next_reweight_at: datetime | None = Field(default=None)

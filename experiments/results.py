@@ -40,6 +40,8 @@ class Layout:
     holdout: int | None
     # (periods, segments, variants): the weights each cell assigned with.
     weights: np.ndarray
+    # The experiment's learned prior snapshot, if it asked for one.
+    priors: dict | None = None
 
     @property
     def variants(self) -> int:
@@ -112,7 +114,7 @@ def results(
         "status": experiment.status,
         "metric": metric,
         "method": "beta-binomial" if binary else "normal",
-        "prior": _prior_answer(binary),
+        "prior": _prior_answer(binary, layout, metrics[metric]),
         "srm": srm,
         "segments": [_segment_block(layout, a) for a in analysed],
         "guardrails": [
@@ -174,6 +176,16 @@ def segment_variant_counts(
     return layout.segments, layout.arms[: layout.variants], units, conversions
 
 
+def prior_arms(priors: dict | None, segment: str, variants: list[str]):
+    """(alpha, beta) lists for `variants` in `segment` from a snapshot, or None."""
+    if not priors:
+        return None
+    found = priors["segments"].get(segment) or priors["segments"].get(ALL_SEGMENT)
+    if not found or any(v not in found["arms"] for v in variants):
+        return None
+    return [found["arms"][v][0] for v in variants], [found["arms"][v][1] for v in variants]
+
+
 def metrics_of(metrics: list[Metric]) -> list[str]:
     return [m.key for m in metrics]
 
@@ -182,7 +194,22 @@ def _primary(experiment: Experiment) -> Metric:
     return next((m for m in experiment.metrics if m.role == "primary"), experiment.metrics[0])
 
 
-def _prior_answer(binary: bool) -> dict:
+def _prior_answer(binary: bool, layout: Layout, metric: Metric) -> dict:
+    priors = layout.priors
+    if binary and priors and priors.get("metric") == metric.key:
+        return {
+            "distribution": "beta",
+            "source": "learnings",
+            "units": priors["units"],
+            "segments": {
+                name: {v: {"alpha": a, "beta": b} for v, (a, b) in found["arms"].items()}
+                for name, found in priors["segments"].items()
+            },
+            "evidence": priors.get("evidence", []),
+            "note": "Per segment and variant, the registry's pooled evidence at creation, "
+            "worth `units` units; a segment it had not seen uses `all`; the holdout and "
+            "stratified comparisons start from their usual priors.",
+        }
     if binary:
         return {
             "distribution": "beta",
@@ -217,6 +244,7 @@ def _layout(session: Session, experiment: Experiment) -> Layout:
         control=variants.index(experiment.control),
         holdout=len(variants) if experiment.holdout > 0 else None,
         weights=weights,
+        priors=experiment.priors if experiment.prior == "learnings" else None,
     )
 
 
@@ -290,7 +318,7 @@ def _analyse(
             np.minimum(conversions, units),
             control=layout.control,
             holdout=layout.holdout,
-            prior=DEFAULT_PRIOR,
+            prior=_prior(layout, metric, segment),
             higher_is_better=metric.higher_is_better,
             guardrail=guardrail,
             stratify=stratify,
@@ -309,6 +337,19 @@ def _analyse(
             with_value=conversions,
         )
     return Analysed(segment, int(units.sum()), stratify, summaries)
+
+
+def _prior(layout: Layout, metric: Metric, segment: str) -> Prior:
+    """The learned prior of the primary metric (holdout: Beta(1, 1)), else the default."""
+    priors = layout.priors
+    if not priors or priors.get("metric") != metric.key:
+        return DEFAULT_PRIOR
+    found = prior_arms(priors, segment, layout.arms[: layout.variants])
+    if found is None:
+        return DEFAULT_PRIOR
+    alpha, beta = found
+    extra = [1.0] * (len(layout.arms) - layout.variants)
+    return Prior(np.array(alpha + extra), np.array(beta + extra), "learnings")
 
 
 def _seed(*parts: str) -> int:

@@ -28,7 +28,7 @@ from experiments.models import (
     as_utc,
     utcnow,
 )
-from experiments.results import tripped_guardrails
+from experiments.results import prior_arms, tripped_guardrails
 from experiments.runtime import Runtime, RuntimeCache, load_runtime
 from experiments.spec import HOLDOUT_ARM, OTHER_SEGMENT
 
@@ -122,6 +122,14 @@ def compute_weights(
             )
         return None
     experiment = session.get(Experiment, runtime.experiment_id)
+    if experiment.prior == "learnings":
+        # The registry's evidence as pseudo-observations, each segment's worth prior_units.
+        successes, effective = successes.copy(), effective.copy()
+        for i, segment in enumerate(segments):
+            found = prior_arms(experiment.priors, segment, variants)
+            if found is not None:
+                successes[i] += found[0]
+                effective[i] += np.add(found[0], found[1])
     flagged = tripped_guardrails(session, experiment)
     if flagged:
         log.warning(

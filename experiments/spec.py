@@ -40,6 +40,9 @@ WEIGHT_TOLERANCE = 1e-6
 # The expected loss (in the primary metric's units: 0.001 is a tenth of a percentage point of a
 # rate) below which choosing the leader is safe enough to conclude.
 DEFAULT_THRESHOLD_OF_CARING = 0.001
+# `"prior": "learnings"`: the registry's pooled evidence, discounted to this many units per arm.
+PRIORS = ("default", "learnings")
+DEFAULT_PRIOR_UNITS = 100.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ class ExperimentSpec:
     quiet_hours: QuietHours | None = None
     bandit: BanditSettings = field(default_factory=BanditSettings)
     threshold_of_caring: float = DEFAULT_THRESHOLD_OF_CARING
+    prior: str = "default"
+    prior_units: float = DEFAULT_PRIOR_UNITS
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExperimentSpec":
@@ -171,6 +176,8 @@ class ExperimentSpec:
             quiet_hours=quiet_hours,
             bandit=bandit,
             threshold_of_caring=float(data.get("threshold_of_caring", DEFAULT_THRESHOLD_OF_CARING)),
+            prior=data.get("prior", "default"),
+            prior_units=float(data.get("prior_units", DEFAULT_PRIOR_UNITS)),
         )
 
 

@@ -45,10 +45,14 @@ class Experiments(MethodView):
     @blp.arguments(ExperimentInSchema())
     @blp.response(201, ExperimentSchema)
     def post(self, body):
-        """Create an experiment, as a draft"""
-        return lifecycle.create_experiment(
+        """Create an experiment, as a draft (with `"prior": "learnings"`, its prior is the
+        registry's evidence as it stands now)"""
+        experiment = lifecycle.create_experiment(
             session=get_session(), spec=ExperimentSpec.from_dict(body)
         )
+        if experiment.prior == "learnings":
+            experiment = learnings.attach_priors(session=get_session(), experiment=experiment)
+        return experiment
 
 
 @blp.route("/<key>")

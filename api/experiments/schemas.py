@@ -99,6 +99,17 @@ class ExperimentInSchema(Schema):
     holdout = fields.Float(validate=validate.Range(0, spec.MAX_HOLDOUT))
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
     bandit = fields.Nested(BanditSchema, allow_none=True)
+    prior = fields.String(
+        validate=one_of(spec.PRIORS),
+        metadata={
+            "description": "'learnings': start the bandit and the results from the registry's "
+            "pooled evidence (default: Beta(1, 1))."
+        },
+    )
+    prior_units = fields.Float(
+        validate=validate.Range(1, 1e6),
+        metadata={"description": "What the learned prior is worth, in units per arm (100)."},
+    )
     threshold_of_caring = fields.Float(
         validate=validate.Range(0, 1e12, min_inclusive=False),
         metadata={
@@ -146,6 +157,9 @@ class ExperimentSchema(Schema):
     quiet_hours = fields.Method("dump_quiet_hours", metadata={"type": "object"})
     bandit = fields.Method("dump_bandit", metadata={"type": "object"})
     threshold_of_caring = fields.Float()
+    prior = fields.String()
+    prior_units = fields.Float()
+    priors = fields.Dict(allow_none=True, metadata={"description": "segment → variant → [α, β]"})
     period = fields.Integer(attribute="current_period")
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
