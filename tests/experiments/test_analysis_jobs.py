@@ -176,3 +176,14 @@ def test_a_factorial_job_reports_main_effects(client, keys, database):
     channel = next(e for e in overall["main_effects"] if e["factor"] == "channel")
     assert (channel["level"], channel["baseline_level"]) == ("push", "email")
     assert channel["prob_better"] > 0.99 and channel["lift"]["mean"] > 0.5
+
+    # Learnings are published from the finished factorial job (its metric), not the conjugate.
+    published = client.post(
+        "/v1/experiments/renewal-reminder/learnings", json={}, headers=keys["manage"]
+    ).json
+    renewed = [x for x in published if x["metric"] == "renewed"]
+    assert {x["method"] for x in renewed} == {"factorial"}
+    push = next(x for x in renewed if x["segment"] == "all" and x["level"] == "push")
+    assert push["lift"]["mean"] == pytest.approx(channel["lift"]["mean"])
+    assert push["verdict"] == "win" and push["summary"].startswith("Across all users, push beat")
+    assert {x["method"] for x in published if x["metric"] == "suppressed"} == {"beta-binomial"}
