@@ -104,8 +104,13 @@ def claim(database: Database, worker: str, now: datetime | None = None) -> int |
         AnalysisJob.status == "queued",
         (AnalysisJob.status == "running") & (AnalysisJob.heartbeat_at < stale),
     )
+    candidates = select(AnalysisJob.id).where(waiting).order_by(AnalysisJob.id).limit(1)
+    # Look before taking the write lock: an idle worker polls every second, and on SQLite a
+    # write transaction would queue behind (and hold up) the assignment and outcome writers.
+    with database.session() as session:
+        if session.execute(candidates).scalar_one_or_none() is None:
+            return None
     with database.session(write=True) as session:
-        candidates = select(AnalysisJob.id).where(waiting).order_by(AnalysisJob.id).limit(1)
         if database.dialect == "postgresql":
             candidates = candidates.with_for_update(skip_locked=True)
         job_id = session.execute(candidates).scalar_one_or_none()
