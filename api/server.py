@@ -45,7 +45,7 @@ def start_analysis_thread(app) -> None:
         database = get_database()
     os.makedirs(app.instance_path, exist_ok=True)
     lock = os.path.join(app.instance_path, "analysis-worker.lock")
-    worker = Worker(database)
+    worker = Worker(database, poll_seconds=float(os.environ.get("KAIROS_ANALYSIS_POLL", 5)))
     thread = threading.Thread(
         target=run_exclusively, args=(worker, lock), name="analysis-worker", daemon=True
     )

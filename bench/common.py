@@ -62,6 +62,7 @@ def kairos_server(database_url: str | None = None):
             str(WORKERS),
             "--threads",
             str(THREADS),
+            *os.environ.get("KAIROS_BENCH_SERVE_ARGS", "").split(),
         ],
         env=env,
         stdout=log,
