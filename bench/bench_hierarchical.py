@@ -16,9 +16,7 @@ import random
 import tempfile
 import time
 
-import orjson
-
-from bench.common import SERVER, call, kairos_server, post_bytes, row
+from bench.common import SERVER, assign_all, call, kairos_server, outcome, report_outcomes, row
 
 SEGMENTS, PER_SEGMENT, TARGET_SECONDS = 19, 1_200, 60.0  # 19 + `other` = 20 segments
 
@@ -52,27 +50,12 @@ def fill(base: str, token: str) -> int:
         for i in range(PER_SEGMENT)
     ]
     events = []
-    for start in range(0, len(units), 10_000):
-        body = orjson.dumps(
-            {"experiment": EXPERIMENT["key"], "units": units[start : start + 10_000]}
-        )
-        status, payload = post_bytes(base, token, "/v1/assignments/batch", body)
-        assert status == 200, payload[:300]
-        for a in orjson.loads(payload)["assignments"]:
-            segment = int(a["unit_id"][1:].split("-")[0])
-            logit = baselines[segment] + effects[a["variant"]] + rng.gauss(0, 0.05)
-            if rng.random() < 1 / (1 + math.exp(-logit)):
-                events.append(
-                    {
-                        "event_id": f"e-{a['unit_id']}",
-                        "assignment_id": a["assignment_id"],
-                        "metric": "activated",
-                    }
-                )
-    status, payload = post_bytes(
-        base, token, "/v1/outcomes/batch", orjson.dumps({"events": events})
-    )
-    assert status == 202, payload[:300]
+    for a in assign_all(base, token, EXPERIMENT["key"], units):
+        segment = int(a["unit_id"][1:].split("-")[0])
+        logit = baselines[segment] + effects[a["variant"]] + rng.gauss(0, 0.05)
+        if rng.random() < 1 / (1 + math.exp(-logit)):
+            events.append(outcome(a, "activated"))
+    report_outcomes(base, token, events)
     return len(events)
 
 

@@ -14,7 +14,16 @@ from urllib.parse import urlparse
 
 import orjson
 
-from bench.common import SERVER, call, kairos_server, median, post_bytes, row
+from bench.common import (
+    SERVER,
+    assign_all,
+    call,
+    kairos_server,
+    median,
+    outcome,
+    report_outcomes,
+    row,
+)
 
 SEGMENTS, UNITS_PER_SEGMENT, CALLS, TARGET_MS = 49, 400, 30, 300.0  # 49 + `other` = 50
 
@@ -55,34 +64,14 @@ def fill(base: str, token: str) -> int:
         for s in range(SEGMENTS + 1)
         for i in range(UNITS_PER_SEGMENT)
     ]
-    answers = []
-    for start in range(0, len(units), 10_000):
-        body = orjson.dumps({"experiment": "bench-results", "units": units[start : start + 10_000]})
-        status, payload = post_bytes(base, token, "/v1/assignments/batch", body)
-        assert status == 200, payload[:300]
-        answers += orjson.loads(payload)["assignments"]
+    answers = assign_all(base, token, "bench-results", units)
     events = []
     for a in answers:
         if rng.random() < 0.10:
-            events.append(
-                {
-                    "event_id": f"a-{a['unit_id']}",
-                    "assignment_id": a["assignment_id"],
-                    "metric": "activated",
-                }
-            )
+            events.append(outcome(a, "activated"))
         if rng.random() < 0.01:
-            events.append(
-                {
-                    "event_id": f"u-{a['unit_id']}",
-                    "assignment_id": a["assignment_id"],
-                    "metric": "unsubscribed",
-                }
-            )
-    status, payload = post_bytes(
-        base, token, "/v1/outcomes/batch", orjson.dumps({"events": events})
-    )
-    assert status == 202, payload[:300]
+            events.append(outcome(a, "unsubscribed"))
+    report_outcomes(base, token, events)
     return len(events)
 
 

@@ -142,6 +142,37 @@ def post_bytes(base: str, token: str, path: str, body: bytes) -> tuple[int, byte
     return response.status, payload
 
 
+def assign_all(base: str, token: str, experiment: str, units: list[dict]) -> list[dict]:
+    """Assign units through the batch endpoint, 10,000 a request; the answers in order."""
+    import orjson
+
+    answers = []
+    for start in range(0, len(units), 10_000):
+        body = orjson.dumps({"experiment": experiment, "units": units[start : start + 10_000]})
+        status, payload = post_bytes(base, token, "/v1/assignments/batch", body)
+        assert status == 200, payload[:300]
+        answers += orjson.loads(payload)["assignments"]
+    return answers
+
+
+def report_outcomes(base: str, token: str, events: list[dict]) -> None:
+    import orjson
+
+    for start in range(0, len(events), 10_000):
+        body = orjson.dumps({"events": events[start : start + 10_000]})
+        status, payload = post_bytes(base, token, "/v1/outcomes/batch", body)
+        assert status == 202, payload[:300]
+
+
+def outcome(answer: dict, metric: str) -> dict:
+    """An outcome event of `metric` for an assignment answer."""
+    return {
+        "event_id": f"{metric}-{answer['unit_id']}",
+        "assignment_id": answer["assignment_id"],
+        "metric": metric,
+    }
+
+
 SERVER = f"gunicorn {WORKERS} workers × {THREADS} threads"
 
 

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,47 +22,53 @@ from tests.utils.factories import experiment_body
 KAIROS = Path(sys.executable).with_name("kairos")
 
 
-@pytest.fixture
-def served(tmp_path):
-    """A `kairos serve` process on a fresh SQLite file; yields (base URL, admin token, env)."""
+@contextmanager
+def serving(tmp_path, **extra_env):
+    """A `kairos serve` process on a fresh SQLite file, its output in a log file (a pipe left
+    unread would fill up and stall the server); yields (base URL, admin token, env, output so
+    far)."""
     port = free_port()
     env = {
         **os.environ,
         "KAIROS_DATABASE_URL": f"sqlite:///{tmp_path}/kairos.sqlite3",
         "KAIROS_SECRET_KEY": "e2e",
+        **extra_env,
     }
+    log = (tmp_path / "server.log").open("w+")
     process = subprocess.Popen(
         [str(KAIROS), "serve", "--port", str(port), "--workers", "2"],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    lines = []
-    token = None
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            lines.append(line)
-            found = re.fullmatch(r"\s+(kairos_\S+)\s*", line)
-            if found:
-                token = found.group(1)
-            if "Kairos serving on" in line:
-                break
-            assert process.poll() is None, "".join(lines)
+        output = ""
+        while "Kairos serving on" not in output and time.monotonic() < deadline:
+            assert process.poll() is None, output
+            time.sleep(0.1)
+            log.seek(0)
+            output = log.read()
+        found = re.search(r"^\s+(kairos_\S+)\s*$", output, re.M)
         while time.monotonic() < deadline:
             try:
                 if requests.get(f"{base}/health", timeout=1).status_code == 200:
                     break
             except requests.ConnectionError:
                 time.sleep(0.1)
-        yield base, token, env, "".join(lines)
+        yield base, found and found.group(1), env, output
     finally:
         process.terminate()
         process.wait(timeout=30)
-        process.stdout.close()
+        log.close()
+
+
+@pytest.fixture
+def served(tmp_path):
+    with serving(tmp_path) as running:
+        yield running
 
 
 def test_serve_prints_a_one_time_admin_token_and_serves_the_walkthrough(served):
@@ -211,39 +218,10 @@ def test_simulate_drives_the_served_api_end_to_end(served):
 @pytest.mark.slow
 def test_the_served_instance_runs_analyses_in_a_thread(tmp_path):
     """On the embedded default, `kairos serve` runs PyMC jobs itself (no `kairos worker`)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "KAIROS_DATABASE_URL": f"sqlite:///{tmp_path}/kairos.sqlite3",
-        "KAIROS_SECRET_KEY": "e2e",
-        "KAIROS_ANALYSIS_DRAWS": "200",
-        "KAIROS_ANALYSIS_TUNE": "200",
-        "KAIROS_ANALYSIS_CHAINS": "2",
-    }
-    log = (tmp_path / "server.log").open("w+")
-    process = subprocess.Popen(
-        [str(KAIROS), "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        token = None
-        while token is None and time.monotonic() < deadline:
-            log.seek(0)
-            found = re.search(r"^\s+(kairos_\S+)\s*$", log.read(), re.M)
-            token = found and found.group(1)
-            time.sleep(0.2)
+    draws = {"KAIROS_ANALYSIS_DRAWS": "200", "KAIROS_ANALYSIS_TUNE": "200"}
+    fast = {"KAIROS_ANALYSIS_CHAINS": "2", "KAIROS_ANALYSIS_POLL": "0.5"}
+    with serving(tmp_path, **draws, **fast) as (base, token, _, _):
         admin = {"Authorization": f"Bearer {token}"}
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
         body = experiment_body(holdout=0.0)
         assert requests.post(f"{base}/v1/experiments", json=body, headers=admin).ok
         assert requests.post(f"{base}/v1/experiments/{body['key']}/start", headers=admin).ok
@@ -258,7 +236,10 @@ def test_the_served_instance_runs_analyses_in_a_thread(tmp_path):
             for i, a in enumerate(answers)
             if i % 5 == 0
         ]
-        assert requests.post(f"{base}/v1/outcomes/batch", json={"events": events}, headers=admin).ok
+        reported = requests.post(
+            f"{base}/v1/outcomes/batch", json={"events": events}, headers=admin
+        )
+        assert reported.ok
         job = requests.post(
             f"{base}/v1/experiments/{body['key']}/analyses",
             json={"method": "hierarchical"},
@@ -270,11 +251,7 @@ def test_the_served_instance_runs_analyses_in_a_thread(tmp_path):
             time.sleep(0.5)
             job = requests.get(f"{base}/v1/analyses/{job['id']}", headers=admin).json()
             seen.add(job["stage"])
-        log.seek(0)
-        assert job["status"] == "succeeded", (job, log.read()[-3000:])
+        log = (tmp_path / "server.log").read_text()
+        assert job["status"] == "succeeded", (job, log[-3000:])
         assert "sampling" in seen  # progress was reported on the way
         assert job["result"]["sampler"]["draws"] == 200
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
