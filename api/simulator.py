@@ -166,6 +166,7 @@ def simulate(
             )
     _report(tally, best, echo)
     _results(api, key, echo)
+    _learnings(api, key, echo)
     return tally
 
 
@@ -278,3 +279,22 @@ def _results(api: Api, key: str, echo) -> None:
     )
     advice = results["recommendation"]
     echo(f"  recommendation: {advice['action']} — {advice['reason']}")
+
+
+def _learnings(api: Api, key: str, echo) -> None:
+    """Publish what the experiment showed to the registry, and print what it learned."""
+    _, published = api.call("POST", f"/v1/experiments/{key}/learnings", {"tags": ["simulated"]})
+    primary = [x for x in published if x["metric"] == "activated"]
+    decided = [x for x in primary if x["verdict"] in ("win", "loss")]
+    counts = {v: sum(x["verdict"] == v for x in primary) for v in ("win", "loss", "flat")}
+    echo("")
+    echo(
+        f"What the learnings registry learned ({len(published)} learnings published; on "
+        f"activated: {counts['win']} wins, {counts['loss']} losses, {counts['flat']} flat, "
+        f"{len(primary) - sum(counts.values())} inconclusive):"
+    )
+    for learning in sorted(decided, key=lambda x: -abs(x["lift"]["mean"] or 0))[:6]:
+        echo(f"  {learning['summary']}")
+    if not decided:
+        echo("  nothing decisive yet: run more hours (--hours) or more users (--users-per-hour).")
+    echo(f"  (kairos learnings search --experiment {key} lists them all)")

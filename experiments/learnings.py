@@ -306,10 +306,15 @@ def summary_sentence(learning: Learning) -> str:
     if learning.lift_mean is None:
         return f"{who}, {subject} {verb} {other} on {learning.metric} ({learning.units:,} users)."
     return (
-        f"{who}, {subject} {verb} {other} on {learning.metric} by {learning.lift_mean:+.0%} "
-        f"(95%: {learning.lift_low:+.0%} to {learning.lift_high:+.0%}), probability "
+        f"{who}, {subject} {verb} {other} on {learning.metric} by {_percent(learning.lift_mean)} "
+        f"(95%: {_percent(learning.lift_low)} to {_percent(learning.lift_high)}), probability "
         f"{learning.prob_better:.3f}, {learning.units:,} users."
     )
+
+
+def _percent(value: float) -> str:
+    """+14%; a value that would round to ±0% keeps a decimal (-0.4%, not -0%)."""
+    return f"{value:+.1%}" if abs(value) < 0.005 else f"{value:+.0%}"
 
 
 # -- hand-written ------------------------------------------------------------------------------

@@ -178,8 +178,15 @@ def test_simulate_drives_the_served_api_end_to_end(served):
     assert "Regret" in result.stdout and "Final weights per segment" in result.stdout
     assert "What Kairos's results say (activated, beta-binomial)" in result.stdout
     assert "suppressed   most often" in result.stdout and "recommendation: " in result.stdout
+    assert "What the learnings registry learned" in result.stdout
     admin = {"Authorization": f"Bearer {admin_token}"}
     experiment = requests.get(f"{base}/v1/experiments/simulated-onboarding", headers=admin).json()
+    learned = requests.get(
+        f"{base}/v1/learnings",
+        params={"experiment": "simulated-onboarding", "tag": "simulated"},
+        headers=admin,
+    ).json()
+    assert learned and {x["factor"] for x in learned} == {"timing", "tone", "channel"}
     assert experiment["status"] == "running"
     database = env["KAIROS_DATABASE_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(database) as connection:
