@@ -93,7 +93,8 @@ def summarize_binary(
 
     units, conversions: shape (cells, arms); cells are the strata (allocation periods, or
     period × segment) and are summed unless `stratify`. `holdout` is the index of the holdout
-    arm, compared with control but never a candidate for best.
+    arm, compared with control but never a candidate for best. `rng` seeds the draws of the
+    stratified comparison (the only one that samples); `prior` applies when pooled.
     """
     units, conversions = _cells(units), _cells(conversions)
     if units.shape != conversions.shape or np.any(conversions > units) or np.any(conversions < 0):
