@@ -412,14 +412,18 @@ def _finished(sampler) -> bool:
 
 
 def _draws_done(sampler) -> int:
-    """How many draws (tuning included) the chains have made so far."""
+    """How many draws (tuning included) the chains have made so far. A trace inspected while
+    sampling pads every chain to the longest with NaN; the finite values are the draws."""
     try:
         trace = sampler.inspect()
-        stats = trace.warmup_sample_stats if hasattr(trace, "warmup_sample_stats") else None
-        done = trace.posterior.sizes.get("draw", 0) * trace.posterior.sizes.get("chain", 1)
-        if stats is not None:
-            done += stats.sizes.get("draw", 0) * stats.sizes.get("chain", 1)
-        return int(done)
+        done = 0
+        for group in ("warmup_posterior", "posterior"):
+            if hasattr(trace, group):
+                data = getattr(trace, group)
+                values = data[next(iter(data.data_vars))].values
+                first = values.reshape(values.shape[0], values.shape[1], -1)[..., 0]
+                done += int(np.isfinite(first).sum())
+        return done
     except Exception:  # a trace that is not ready yet
         return 0
 
