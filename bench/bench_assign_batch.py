@@ -4,15 +4,13 @@ Target: ≥ 25,000 stored assignments/s on 2 cores (the client runs on the same 
 The count of stored rows is checked against the count answered.
 """
 
+import functools
 import random
-import sqlite3
-import threading
 import time
-from pathlib import Path
 
 import orjson
 
-from bench.common import SERVER, call, kairos_server, post_bytes
+from bench.common import SERVER, call, kairos_server, post_bytes, run_together, sqlite_count
 
 BATCH, CLIENTS, SECONDS = 1_000, 4, 20
 
@@ -60,19 +58,11 @@ def main() -> bool:
         warm: list = []
         client(base, token, 99, time.monotonic() + 2, warm)
         results: list = []
-        started = time.monotonic()
-        threads = [
-            threading.Thread(target=client, args=(base, token, w, started + SECONDS, results))
-            for w in range(CLIENTS)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.monotonic() - started
-        database = env["KAIROS_DATABASE_URL"].removeprefix("sqlite:///")
-        with sqlite3.connect(Path(database)) as connection:
-            stored = connection.execute("SELECT count(*) FROM assignment").fetchone()[0]
+        until = time.monotonic() + SECONDS
+        elapsed = run_together(
+            [functools.partial(client, base, token, w, until, results) for w in range(CLIENTS)]
+        )
+        stored = sqlite_count(env, "assignment")
     answered = sum(a for a, _ in results)
     latencies = sorted(x for _, lat in results for x in lat)
     rate = answered / elapsed

@@ -7,15 +7,11 @@ maintained statistics equal a rebuild from raw rows (`kairos stats check`).
 
 import queue
 import random
-import sqlite3
 import subprocess
-import threading
-import time
-from pathlib import Path
 
 import orjson
 
-from bench.common import BIN, SERVER, call, kairos_server, post_bytes
+from bench.common import BIN, SERVER, call, kairos_server, post_bytes, run_together, sqlite_count
 
 UNITS, EVENTS_PER_UNIT, BATCH, CLIENTS, DUPLICATE_SHARE = 60_000, 4, 1_000, 4, 0.10
 
@@ -99,16 +95,8 @@ def main() -> bool:
                     return
                 answers.append(post(base, token, "/v1/outcomes/batch", body))
 
-        started = time.monotonic()
-        threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.monotonic() - started
-        database = env["KAIROS_DATABASE_URL"].removeprefix("sqlite:///")
-        with sqlite3.connect(Path(database)) as connection:
-            stored = connection.execute("SELECT count(*) FROM outcome").fetchone()[0]
+        elapsed = run_together([client] * CLIENTS)
+        stored = sqlite_count(env, "outcome")
         check = subprocess.run(
             [str(BIN / "kairos"), "stats", "check", "bench-outcomes"],
             env=env,

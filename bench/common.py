@@ -142,6 +142,28 @@ def post_bytes(base: str, token: str, path: str, body: bytes) -> tuple[int, byte
     return response.status, payload
 
 
+def run_together(targets) -> float:
+    """Run the callables in threads at once; the seconds until the last one finished."""
+    import threading
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=target) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - started
+
+
+def sqlite_count(env: dict, table: str) -> int:
+    """Rows in a table of the served SQLite database."""
+    import sqlite3
+
+    path = env["KAIROS_DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
 def assign_all(base: str, token: str, experiment: str, units: list[dict]) -> list[dict]:
     """Assign units through the batch endpoint, 10,000 a request; the answers in order."""
     import orjson

@@ -2,7 +2,7 @@
 
 from datetime import UTC
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from experiments.learnings import SORTS
 
@@ -56,8 +56,19 @@ class PublishSchema(Schema):
 
 
 class LiftInSchema(Schema):
-    mean = fields.Float(required=True)
+    mean = fields.Float(required=True, validate=validate.Range(-1, min_inclusive=False))
     ci = fields.List(fields.Float(), validate=validate.Length(equal=2))
+
+    @validates_schema
+    def ordered(self, data, **kwargs):
+        """A relative lift is above −100%, and its interval is [low, high] around the mean:
+        one stored the wrong way round would be dropped silently from every evidence query."""
+        if "ci" in data:
+            low, high = data["ci"]
+            if not -1 < low <= data["mean"] <= high:
+                raise ValidationError(
+                    "Give [low, high] with −1 < low ≤ mean ≤ high.", field_name="ci"
+                )
 
 
 class ManualLearningSchema(Schema):

@@ -236,3 +236,16 @@ def test_evidence_pools_a_factor_level_across_experiments(client, keys):
     assert lone["pooled"] is None and lone["experiments"] == [] and lone["note"]
     missing = client.get("/v1/learnings/evidence", headers=keys["read"])
     assert missing.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "lift",
+    [{"mean": 0.1, "ci": [0.2, 0.0]}, {"mean": 0.5, "ci": [0.0, 0.2]}, {"mean": -1.5}],
+)
+def test_a_hand_written_lift_out_of_order_is_refused_and_stores_nothing(client, keys, lift):
+    response = client.post(
+        "/v1/learnings", json={"summary": "Backwards.", "lift": lift}, headers=keys["manage"]
+    )
+    assert response.status_code == 422
+    assert any(field.startswith("lift") for field in response.json["errors"])
+    assert query(client, keys) == []
