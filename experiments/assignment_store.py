@@ -15,8 +15,10 @@ import contextlib
 import fcntl
 import json
 import logging
+import random
 import sqlite3
 import threading
+import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -47,6 +49,7 @@ COLUMNS = (
 STORED = "id, unit_id, variant, segment, period, propensity, holdout"
 CHECKPOINT_SECONDS = 1.0
 RESTART_FRAMES = 10_000  # ~40 MB of 4 KiB pages, as wal_autocheckpoint was
+DEADLOCK_RETRIES = 5
 
 
 def sqlite_time(moment: datetime | None) -> str | None:
@@ -151,6 +154,7 @@ class AssignmentStore:
         self.database = database
         self.postgres = database.dialect == "postgresql"
         self._local = threading.local()
+        self._writer = _Holder()
         self._connections: list = []
         self._lock_files: list = []
         self.lock_path = None
@@ -187,12 +191,21 @@ class AssignmentStore:
                 self._lock_files.append(handle)
         return handle
 
-    def _connection(self):
-        connection = getattr(self._local, "connection", None)
+    def _connection(self, *, writer: bool = False):
+        """This thread's connection for reads; with `writer`, the one for write transactions.
+
+        On SQLite one connection per process does all the writing (only a group's leader
+        writes, one at a time). Why: SQLite keeps a page cache per connection, and a
+        connection that did not write the last commit starts its next transaction cold; with
+        a connection per thread nearly every group did, and re-read the index pages it was
+        about to change, inside the write lock.
+        """
+        holder = self._writer if writer and not self.postgres else self._local
+        connection = getattr(holder, "connection", None)
         if connection is None:
             fairy = self.database.engine.raw_connection()
-            fairy.detach()  # ours for the life of the thread, not the pool's
-            connection = self._local.connection = fairy.dbapi_connection
+            fairy.detach()  # ours for the life of the thread (or process), not the pool's
+            connection = holder.connection = fairy.dbapi_connection
             if self.lock_path is not None:
                 # Checkpoints are the background thread's job (see _checkpoints).
                 connection.execute("PRAGMA wal_autocheckpoint=0")
@@ -256,10 +269,12 @@ class AssignmentStore:
         for handle in lock_files:
             handle.close()
         self._local = threading.local()
+        self._writer = _Holder()
 
-    def _discard(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
+    def _discard(self, *, writer: bool = False) -> None:
+        holder = self._writer if writer and not self.postgres else self._local
+        connection = getattr(holder, "connection", None)
+        holder.connection = None
         if connection is not None:
             with self._lock:
                 if connection in self._connections:
@@ -280,7 +295,11 @@ class AssignmentStore:
                 connection.rollback()  # psycopg opened a transaction for the reads
 
     def prepare(self, rows: list[dict]) -> Prepared:
-        """Rows as the driver takes them; done before run(), outside the write lock."""
+        """Rows as the driver takes them; done before run(), outside the write lock.
+
+        In unit order: two PostgreSQL transactions storing the same new units in opposite
+        orders would each wait for the other's row (a deadlock)."""
+        rows = sorted(rows, key=lambda row: (row["sticky_unit"] or "", row["id"]))
         ids = [row["id"] for row in rows]
         if self.postgres:
             return Prepared(ids, {name: [row[name] for row in rows] for name in COLUMNS})
@@ -335,21 +354,38 @@ class AssignmentStore:
 
     def _run_group(self, batch: list["_Ticket"]) -> None:
         try:
-            with self._transaction() as transaction:
-                results = [ticket.work(transaction) for ticket in batch]
+            results = self._attempt([ticket.work for ticket in batch])
         except Exception as error:
             if len(batch) == 1:
                 batch[0].error = error
                 return
             for ticket in batch:
                 try:
-                    with self._transaction() as transaction:
-                        ticket.result = ticket.work(transaction)
+                    ticket.result = self._attempt([ticket.work])[0]
                 except Exception as alone:
                     ticket.error = alone
             return
         for ticket, result in zip(batch, results, strict=True):
             ticket.result = result
+
+    def _attempt(self, works: list) -> list:
+        """Run the works in one transaction; on PostgreSQL, again if it deadlocked.
+
+        Why: rows are written in key order, but a group's works each write their own rows
+        in turn, so two groups may still lock the same rows in opposite orders. PostgreSQL
+        then aborts one of them; the works are pure functions of what they were given, so
+        running them again in a new transaction is safe.
+        """
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                with self._transaction() as transaction:
+                    return [work(transaction) for work in works]
+            except Exception as error:
+                if attempt == DEADLOCK_RETRIES or not _retryable(error):
+                    raise
+                log.info("write transaction retried after %s", type(error).__name__)
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")
 
     @contextmanager
     def _write_locked(self) -> Iterator[None]:
@@ -365,7 +401,7 @@ class AssignmentStore:
 
     @contextmanager
     def _transaction(self) -> Iterator["_Transaction"]:
-        connection = self._connection()
+        connection = self._connection(writer=True)
         try:
             cursor = connection.cursor()
             if not self.postgres:
@@ -378,11 +414,22 @@ class AssignmentStore:
             try:
                 connection.rollback()
             except Exception:
-                self._discard()  # a broken connection: the next call opens a new one
+                self._discard(writer=True)  # broken: the next call opens a new one
                 raise error from None
             if isinstance(error, self.database.engine.dialect.dbapi.OperationalError):
-                self._discard()
+                self._discard(writer=True)
             raise
+
+
+def _retryable(error: Exception) -> bool:
+    """A PostgreSQL deadlock or serialization failure: the transaction may simply run again."""
+    return getattr(error, "sqlstate", None) in ("40P01", "40001")
+
+
+class _Holder:
+    """The process's writer connection (SQLite), where a thread's would be in a local."""
+
+    connection = None
 
 
 class _Ticket:
@@ -479,7 +526,7 @@ class _Transaction:
         all assigned at `at` (Unix seconds)."""
         rows = [
             (experiment_id, period, segment, variant, metric, n, 0, 0, 0, n * at)
-            for (period, segment, variant), n in counts.items()
+            for (period, segment, variant), n in sorted(counts.items())
             for metric in metrics
         ]
         if not rows:

@@ -80,7 +80,9 @@ class PreparedOutcomes:
                 r.attributed if postgres else int(r.attributed),
                 r.reason,
             )
-            for r in rows
+            # In key order, as every write here: two PostgreSQL transactions inserting the
+            # same new ids (or updating the same rows) in opposite orders would deadlock.
+            for r in sorted(rows, key=lambda r: r.event_id)
         ]
         self.outcome_statements = values_statements(
             f"INSERT INTO outcome ({', '.join(OUTCOME_COLUMNS)})",
@@ -136,7 +138,7 @@ class _Folded:
                 when(e["first"].occurred_at),
                 e["first"].delay_seconds,
             )
-            for (assignment_id, metric), e in merged.items()
+            for (assignment_id, metric), e in sorted(merged.items())
         ]
         self.unit_statements = values_statements(
             "INSERT INTO unit_metric (assignment_id, experiment_id, metric, total, events, "
@@ -176,7 +178,7 @@ class _Folded:
                 stats[2] += new_total * new_total - old_total * old_total
         params = [
             (experiment_id, period, segment, variant, metric, 0, c, s, q, 0.0)
-            for (experiment_id, period, segment, variant, metric), (c, s, q) in arms.items()
+            for (experiment_id, period, segment, variant, metric), (c, s, q) in sorted(arms.items())
             if c or s or q
         ]
         for sql, values in values_statements(

@@ -310,6 +310,58 @@ def test_concurrent_batches_on_two_nodes_count_each_event_once(
     assert_statistics_equal_a_rebuild(database)
 
 
+def test_two_nodes_storing_the_same_large_batches_in_opposite_orders_never_fail(
+    keys, database, running, client, nodes
+):
+    """On PostgreSQL, two transactions inserting the same new event ids (or updating the same
+    units' totals) in opposite orders wait for each other: a deadlock, which used to answer
+    500. Rows are written in key order, and a deadlock that still happens is retried."""
+    units = [f"u-{i}" for i in range(400)]
+    response = client.post(
+        "/v1/assignments/batch",
+        json={
+            "experiment": "onboarding-nudge",
+            "units": [{"unit_id": u} for u in units],
+            "now": iso(T0),
+        },
+        headers=keys["admin"],
+    )
+    assert response.status_code == 200, response.json
+    nodes = nodes(2)
+    rounds, answers, failures = 8, [], []
+    barrier = threading.Barrier(2)
+
+    def run(node: int):
+        node_client = nodes[node].test_client()
+        for r in range(rounds):
+            events = [
+                event(f"r{r}-{kind}-{u}", unit=u, metric=metric, value=1)
+                for u in units
+                for kind, metric in (("a", "activated"), ("v", "revenue"))
+            ]
+            ordered = events if node == 0 else events[::-1]
+            barrier.wait(timeout=60)
+            try:
+                response = send(node_client, keys, *ordered)
+            except Exception as error:  # the test app raises what a server would answer 500
+                failures.append(repr(error))
+                continue
+            if response.status_code != 202:
+                failures.append(response.json)
+            else:
+                answers.append(response.json)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sum(a["accepted"] for a in answers) == rounds * 2 * len(units)
+    assert sum(a["duplicates"] for a in answers) == rounds * 2 * len(units)
+    assert_statistics_equal_a_rebuild(database)
+
+
 def test_rebuild_replaces_drifted_statistics(client, keys, database, running):
     assign(client, keys, "u-1")
     send(client, keys, event("e-1"), event("r-1", metric="revenue", value=3))

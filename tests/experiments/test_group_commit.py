@@ -95,3 +95,52 @@ def test_alone_a_work_commits_at_once(database):
     with pytest.raises(ValueError, match="bad"):
         store.run(make_work("bad", fail=True))
     assert names(database) == {"solo"}
+
+
+class Deadlock(Exception):
+    sqlstate = "40P01"  # what psycopg's DeadlockDetected carries
+
+
+def test_a_deadlocked_transaction_runs_again_and_commits_once(database):
+    store = AssignmentStore.of(database)
+    attempts = []
+    insert = make_work("retried")
+
+    def work(transaction):
+        insert(transaction)
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise Deadlock("deadlock detected")
+        return "retried"
+
+    assert store.run(work) == "retried"
+    assert len(attempts) == 3
+    assert names(database) == {"retried"}  # the aborted attempts' rows were rolled back
+
+
+def test_other_errors_are_not_run_again(database):
+    store = AssignmentStore.of(database)
+    attempts = []
+    failing = make_work("bad", fail=True)
+
+    def work(transaction):
+        attempts.append(1)
+        return failing(transaction)
+
+    with pytest.raises(ValueError):
+        store.run(work)
+    assert len(attempts) == 1
+
+
+def test_every_thread_writes_through_the_process_writer_connection(database):
+    store = AssignmentStore.of(database)
+    used = []
+
+    def work(transaction):
+        used.append(transaction.cursor.connection)
+
+    threads = [threading.Thread(target=store.run, args=(work,)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+        thread.join(10)
+    assert len(used) == 3 and len({id(connection) for connection in used}) == 1
