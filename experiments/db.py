@@ -54,6 +54,9 @@ def _make_sqlite_engine(url: URL) -> Engine:
         # OS, inside the write lock. A 64 MB cache and memory-mapped reads keep them in memory.
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA mmap_size=268435456")
+        # Temporary b-trees (what an upsert's RETURNING stages, sorts, GROUP BY) in memory, not
+        # in temporary files: the outcome path's statements spent a tenth of their time there.
+        cursor.execute("PRAGMA temp_store=MEMORY")
         # After a checkpoint restarts the WAL, cut the file back to 64 MB.
         cursor.execute("PRAGMA journal_size_limit=67108864")
         cursor.close()

@@ -6,6 +6,7 @@ One transaction per request (grouped with other requests' by the store): insert 
 running total per metric, and add the change of those totals to the arm's statistics.
 """
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,9 +85,14 @@ class PreparedOutcomes:
             # same new ids (or updating the same rows) in opposite orders would deadlock.
             for r in sorted(rows, key=lambda r: r.event_id)
         ]
+        self.params = params
+        # SQLite answers which rows were new by its count of changes: RETURNING would stage
+        # every row in a temporary table and hand it back, inside the write lock, for the
+        # rare batch in which some event was stored by another request since the look-up
+        # outside the lock (see write_outcomes).
         self.outcome_statements = values_statements(
             f"INSERT INTO outcome ({', '.join(OUTCOME_COLUMNS)})",
-            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            "ON CONFLICT (event_id) DO NOTHING" + (" RETURNING event_id" if postgres else ""),
             params,
             postgres=postgres,
         )
@@ -98,16 +104,51 @@ def write_outcomes(transaction, prepared: PreparedOutcomes) -> set[str]:
     """Store the rows whose event_id is new; fold the new attributed ones into the statistics.
     Returns the event ids stored."""
     cursor = transaction.cursor
-    inserted: set[str] = set()
-    for sql, values in prepared.outcome_statements:
-        cursor.execute(sql, values)
-        inserted.update(row[0] for row in cursor.fetchall())
+    inserted = (
+        _insert_postgres(cursor, prepared)
+        if prepared.postgres
+        else _insert_sqlite(cursor, prepared)
+    )
     folded = prepared.folded
     if len(inserted) < len(prepared.rows):  # some were stored meanwhile, by another request
         deltas = [r.delta for r in prepared.rows if r.delta is not None and r.event_id in inserted]
         folded = _Folded(deltas, prepared.postgres, prepared.when)
     folded.write(cursor)
     return inserted
+
+
+def _insert_postgres(cursor, prepared: PreparedOutcomes) -> set[str]:
+    inserted: set[str] = set()
+    for sql, values in prepared.outcome_statements:
+        cursor.execute(sql, values)
+        inserted.update(row[0] for row in cursor.fetchall())
+    return inserted
+
+
+def _insert_sqlite(cursor, prepared: PreparedOutcomes) -> set[str]:
+    """Insert every row; if some event was stored meanwhile (fewer changes than rows), undo
+    and insert only the events not stored. We hold the write lock: nobody else writes."""
+    connection = cursor.connection
+    cursor.execute("SAVEPOINT outcomes")
+    before = connection.total_changes
+    for sql, values in prepared.outcome_statements:
+        cursor.execute(sql, values)
+    if connection.total_changes - before == len(prepared.rows):
+        cursor.execute("RELEASE outcomes")
+        return {row.event_id for row in prepared.rows}
+    cursor.execute("ROLLBACK TO outcomes")
+    cursor.execute("RELEASE outcomes")
+    cursor.execute(
+        "SELECT event_id FROM outcome WHERE event_id IN (SELECT value FROM json_each(?))",
+        (json.dumps([row.event_id for row in prepared.rows]),),
+    )
+    stored = {row[0] for row in cursor.fetchall()}
+    fresh = [params for params in prepared.params if params[0] not in stored]
+    for sql, values in values_statements(
+        f"INSERT INTO outcome ({', '.join(OUTCOME_COLUMNS)})", "", fresh
+    ):
+        cursor.execute(sql, values)
+    return {params[0] for params in fresh}
 
 
 class _Folded:

@@ -71,6 +71,7 @@ class _Assigned:
     segment: str
     period: int
     assigned_at: datetime
+    arm: tuple[int, str, str]  # (period, segment, variant or the holdout's arm)
 
 
 def ingest(
@@ -166,11 +167,17 @@ def _assignments(database, runtimes, events) -> dict:
     def values(items: list[str]):
         return items if postgres else json.dumps(items)
 
+    times: dict = {}  # a batch of assignments shares its time: parsed once
+
     def assigned(row) -> _Assigned:
         at = row[6]
         if isinstance(at, str):
-            at = datetime.fromisoformat(at).replace(tzinfo=UTC)
-        return _Assigned(row[0], row[1], row[2], row[3], row[4], row[5], at)
+            parsed = times.get(at)
+            if parsed is None:
+                parsed = times[at] = datetime.fromisoformat(at).replace(tzinfo=UTC)
+            at = parsed
+        arm = (row[5], row[4], row[3] or HOLDOUT_ARM)
+        return _Assigned(row[0], row[1], row[2], row[3], row[4], row[5], at, arm)
 
     by_id: dict[str, _Assigned] = {}
     by_unit: dict[tuple[int, str], list[_Assigned]] = defaultdict(list)
@@ -203,69 +210,81 @@ def _assignments(database, runtimes, events) -> dict:
 
 def _attribute(event: OutcomeEvent, runtimes, by_id, found, now: datetime) -> OutcomeRow:
     occurred = event.occurred_at or now
-
-    def unattributed(reason: str, experiment_id=None, assignment_id=None) -> OutcomeRow:
-        return OutcomeRow(
-            event_id=event.event_id,
-            experiment_id=experiment_id,
-            assignment_id=assignment_id,
-            unit_id=event.unit_id,
-            metric=event.metric,
-            value=event.value,
-            occurred_at=occurred,
-            received_at=now,
-            reason=reason,
-            delta=None,
-        )
-
     runtime = runtimes.get(event.experiment) if event.experiment else None
     if event.experiment and runtime is None:
-        return unattributed(UNKNOWN_EXPERIMENT)
+        return _unattributed(event, occurred, now, UNKNOWN_EXPERIMENT)
     experiment_id = runtime.experiment_id if runtime else None
     if event.assignment_id:
         assigned = found["id"].get(event.assignment_id)
         if assigned is None:
-            return unattributed(UNKNOWN_ASSIGNMENT, experiment_id)
+            return _unattributed(event, occurred, now, UNKNOWN_ASSIGNMENT, experiment_id)
         if runtime is not None and assigned.experiment_id != runtime.experiment_id:
-            return unattributed(OTHER_EXPERIMENT, experiment_id)
+            return _unattributed(event, occurred, now, OTHER_EXPERIMENT, experiment_id)
         if runtime is None:  # the assignment says which experiment
             runtime = by_id.get(assigned.experiment_id)
     else:
-        candidates = found["unit"].get((experiment_id, event.unit_id), [])
-        earlier = [a for a in candidates if a.assigned_at <= occurred]
-        assigned = earlier[-1] if earlier else (candidates[0] if candidates else None)
-        if assigned is None:
-            return unattributed(UNKNOWN_UNIT, experiment_id)
+        candidates = found["unit"].get((experiment_id, event.unit_id))
+        if not candidates:
+            return _unattributed(event, occurred, now, UNKNOWN_UNIT, experiment_id)
+        if len(candidates) == 1:  # a sticky unit: its one assignment
+            assigned = candidates[0]
+        else:  # decisions: the latest at or before the event, else the first
+            earlier = [a for a in candidates if a.assigned_at <= occurred]
+            assigned = earlier[-1] if earlier else candidates[0]
     experiment_id = assigned.experiment_id
     if runtime is None:
-        return unattributed(UNKNOWN_EXPERIMENT, experiment_id, assigned.id)
+        return _unattributed(event, occurred, now, UNKNOWN_EXPERIMENT, experiment_id, assigned.id)
     metric_type = runtime.metric_types.get(event.metric)
     if metric_type is None:
-        return unattributed(UNKNOWN_METRIC, experiment_id, assigned.id)
+        return _unattributed(event, occurred, now, UNKNOWN_METRIC, experiment_id, assigned.id)
     if occurred < assigned.assigned_at:
-        return unattributed(BEFORE_ASSIGNMENT, experiment_id, assigned.id)
-    if (occurred - assigned.assigned_at).total_seconds() > runtime.attribution_window_hours * 3600:
-        return unattributed(AFTER_WINDOW, experiment_id, assigned.id)
+        return _unattributed(event, occurred, now, BEFORE_ASSIGNMENT, experiment_id, assigned.id)
+    delay = (occurred - assigned.assigned_at).total_seconds()
+    if delay > runtime.attribution_window_hours * 3600:
+        return _unattributed(event, occurred, now, AFTER_WINDOW, experiment_id, assigned.id)
     binary = metric_type == "binary"
+    # Positional arguments: this runs once per event, and keywords cost a third more.
+    return OutcomeRow(
+        event.event_id,
+        experiment_id,
+        assigned.id,
+        assigned.unit_id,
+        event.metric,
+        event.value,
+        occurred,
+        now,
+        None,
+        UnitDelta(
+            assigned.id,
+            experiment_id,
+            event.metric,
+            binary,
+            # A binary metric counts positive events; the unit converted once any arrived.
+            (1.0 if event.value > 0 else 0.0) if binary else event.value,
+            occurred,
+            delay,
+            assigned.arm,
+        ),
+    )
+
+
+def _unattributed(
+    event: OutcomeEvent,
+    occurred: datetime,
+    now: datetime,
+    reason: str,
+    experiment_id: int | None = None,
+    assignment_id: str | None = None,
+) -> OutcomeRow:
     return OutcomeRow(
         event_id=event.event_id,
         experiment_id=experiment_id,
-        assignment_id=assigned.id,
-        unit_id=assigned.unit_id,
+        assignment_id=assignment_id,
+        unit_id=event.unit_id,
         metric=event.metric,
         value=event.value,
         occurred_at=occurred,
         received_at=now,
-        reason=None,
-        delta=UnitDelta(
-            assignment_id=assigned.id,
-            experiment_id=experiment_id,
-            metric=event.metric,
-            binary=binary,
-            # A binary metric counts positive events; the unit converted once any arrived.
-            amount=(1.0 if event.value > 0 else 0.0) if binary else event.value,
-            occurred_at=occurred,
-            delay_seconds=(occurred - assigned.assigned_at).total_seconds(),
-            arm=(assigned.period, assigned.segment, assigned.variant or HOLDOUT_ARM),
-        ),
+        reason=reason,
+        delta=None,
     )
