@@ -310,6 +310,35 @@ def test_concurrent_batches_on_two_nodes_count_each_event_once(
     assert_statistics_equal_a_rebuild(database)
 
 
+def test_events_stored_between_the_look_up_and_the_insert_count_once(
+    client, keys, database, running, monkeypatch
+):
+    """Events are first looked up outside the write lock; one stored by another request in
+    between is found by the insert itself (on SQLite, by its count of changes, then again
+    event by event)."""
+    import experiments.outcomes as outcomes_module
+
+    for unit in ("u-1", "u-2", "u-3"):
+        assign(client, keys, unit)
+    first = [event("e-1", unit="u-1"), event("r-1", unit="u-1", metric="revenue", value=2)]
+    assert send(client, keys, *first).json["accepted"] == 2
+    monkeypatch.setattr(outcomes_module, "_stored_event_ids", lambda store, ids: set())
+    again = [
+        *first,
+        event("e-2", unit="u-2"),
+        event("r-2", unit="u-2", metric="revenue", value=5),
+        event("e-3", unit="u-3"),
+    ]
+    answer = send(client, keys, *again).json
+    assert answer == {"accepted": 3, "duplicates": 2, "unattributed": 0}
+    assert len(outcomes(database)) == 5
+    with database.session() as session:
+        rows = session.exec(select(ArmStats)).all()
+    assert sum(r.conversions for r in rows if r.metric == "activated") == 3
+    assert sum(r.sum for r in rows if r.metric == "revenue") == 7
+    assert_statistics_equal_a_rebuild(database)
+
+
 def test_two_nodes_storing_the_same_large_batches_in_opposite_orders_never_fail(
     keys, database, running, client, nodes
 ):
