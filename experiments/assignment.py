@@ -28,14 +28,16 @@ from experiments.timing import send_at, zone
 MAX_BATCH = 10_000
 
 
-@dataclass(frozen=True)
+# Plain (not frozen) slotted dataclasses: a frozen one sets each field through
+# object.__setattr__, and these are made once per unit of every batch.
+@dataclass(slots=True)
 class UnitRequest:
     unit_id: str
     attributes: dict | None = None
     timezone: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AssignmentAnswer:
     assignment_id: str | None
     experiment: str
@@ -98,22 +100,11 @@ def assign(
     send_times = _SendTimes(runtime, now)
 
     # Everything that needs no lock is done before taking it: decisions for every unit as if
-    # it were new (deterministic, so a stored unit's would be the same), and their rows.
-    candidates = _decide(runtime, units, segments)
-    tz_of = dict(zip((u.unit_id for u in units), zones, strict=True))
-    rows = [
-        {
-            **d,
-            "experiment_id": runtime.experiment_id,
-            "sticky_unit": d["unit_id"] if sticky else None,
-            "assigned_at": now,
-            "send_at": send_times(d["variant"], tz_of[d["unit_id"]]),
-        }
-        for d in candidates
-    ]
+    # it were new (deterministic, so a stored unit's would be the same), as rows to store.
+    candidates = _decide(runtime, units, segments, zones, now, send_times)
 
     store = AssignmentStore.of(database)
-    prepared = store.prepare(rows)
+    prepared = store.prepare(candidates)
 
     def write(store) -> tuple[dict, list[dict]]:
         # Runs in a write transaction, perhaps together with other requests' (group commit).
@@ -149,45 +140,65 @@ def assign(
     return answers
 
 
-def _decide(runtime: Runtime, units: list[UnitRequest], segments: list[str]) -> list[dict]:
-    """A new assignment for every unit (each unit once under `unit` stickiness)."""
-    todo: list[tuple[UnitRequest, str]] = []
+def _decide(
+    runtime: Runtime,
+    units: list[UnitRequest],
+    segments: list[str],
+    zones: list,
+    now: datetime,
+    send_times: "_SendTimes",
+) -> list[dict]:
+    """A new assignment row for every unit (each unit once under `unit` stickiness).
+
+    Runs once per unit of every batch, so the runtime's attributes are read once, here.
+    """
+    sticky = runtime.stickiness == "unit"
+    todo: list[tuple[UnitRequest, str, object]] = []
     seen: set[str] = set()
-    for unit, segment in zip(units, segments, strict=True):
-        if runtime.stickiness == "unit":
+    for unit, segment, tz in zip(units, segments, zones, strict=True):
+        if sticky:
             if unit.unit_id in seen:
                 continue
             seen.add(unit.unit_id)
-        todo.append((unit, segment))
+        todo.append((unit, segment, tz))
     if not todo:
         return []
 
     ids = new_ids(len(todo))
-    holdout_share = runtime.holdout
+    holdout_share, holdout_seed = runtime.holdout, runtime.holdout_seed
+    period_seed, period = runtime.period_seed, runtime.period
+    experiment_id, variants = runtime.experiment_id, runtime.variants
+    weights_of = {}
     decisions = []
-    for (unit, segment), assignment_id in zip(todo, ids, strict=True):
+    for (unit, segment, tz), assignment_id in zip(todo, ids, strict=True):
         unit_id = unit.unit_id
-        if holdout_share > 0 and bucket(runtime.holdout_seed, unit_id) < holdout_share:
+        if holdout_share > 0 and bucket(holdout_seed, unit_id) < holdout_share:
             variant, propensity, holdout = None, holdout_share, True
         else:
             # Unit stickiness hashes the unit alone: the same unit gets the same variant from
             # every node. A decision is fresh each time, so it hashes the unit with its id.
-            key = unit_id if runtime.stickiness == "unit" else f"{unit_id}:{assignment_id}"
-            weights = runtime.weights_of(segment)
-            index = pick(weights.cumulative, bucket(runtime.period_seed, key))
+            key = unit_id if sticky else f"{unit_id}:{assignment_id}"
+            weights = weights_of.get(segment)
+            if weights is None:
+                weights = weights_of[segment] = runtime.weights_of(segment)
+            index = pick(weights.cumulative, bucket(period_seed, key))
             # The propensity is the weight that chose the variant (given the unit was not held
             # out): exactly what inverse-propensity weighting needs.
-            variant = runtime.variants[index].key
+            variant = variants[index].key
             propensity, holdout = weights.weights[index], False
         decisions.append(
             {
                 "id": assignment_id,
+                "experiment_id": experiment_id,
                 "unit_id": unit_id,
+                "sticky_unit": unit_id if sticky else None,
                 "variant": variant,
                 "segment": segment,
-                "period": runtime.period,
+                "period": period,
                 "propensity": propensity,
                 "holdout": holdout,
+                "assigned_at": now,
+                "send_at": send_times(variant, tz),
             }
         )
     return decisions
@@ -215,19 +226,20 @@ class _SendTimes:
 def _answer(runtime: Runtime, unit_id: str, row: dict, at: datetime | None) -> AssignmentAnswer:
     variant = row["variant"]
     info = runtime.variant(variant) if variant else None
+    # Positional: one answer per unit of every batch, and keywords cost a third more.
     return AssignmentAnswer(
-        assignment_id=row["id"],
-        experiment=runtime.key,
-        unit_id=unit_id,
-        variant=variant,
-        factors=info.factors if info else None,
-        payload=info.payload if info else None,
-        segment=row["segment"],
-        propensity=row["propensity"],
-        period=row["period"],
-        holdout=bool(row["holdout"]),
-        send_at=at,
-        concluded=False,
+        row["id"],
+        runtime.key,
+        unit_id,
+        variant,
+        info.factors if info else None,
+        info.payload if info else None,
+        row["segment"],
+        row["propensity"],
+        row["period"],
+        bool(row["holdout"]),
+        at,
+        False,
     )
 
 
