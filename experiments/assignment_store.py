@@ -200,7 +200,7 @@ class AssignmentStore:
         a connection per thread nearly every group did, and re-read the index pages it was
         about to change, inside the write lock.
         """
-        holder = self._writer if writer and not self.postgres else self._local
+        holder = self._holder(writer)
         connection = getattr(holder, "connection", None)
         if connection is None:
             fairy = self.database.engine.raw_connection()
@@ -271,8 +271,12 @@ class AssignmentStore:
         self._local = threading.local()
         self._writer = _Holder()
 
+    def _holder(self, writer: bool):
+        """Where the connection lives: the process's writer (SQLite), else the thread's."""
+        return self._writer if writer and not self.postgres else self._local
+
     def _discard(self, *, writer: bool = False) -> None:
-        holder = self._writer if writer and not self.postgres else self._local
+        holder = self._holder(writer)
         connection = getattr(holder, "connection", None)
         holder.connection = None
         if connection is not None:
@@ -297,12 +301,13 @@ class AssignmentStore:
     def prepare(self, rows: list[dict]) -> Prepared:
         """Rows as the driver takes them; done before run(), outside the write lock.
 
-        In unit order: two PostgreSQL transactions storing the same new units in opposite
-        orders would each wait for the other's row (a deadlock)."""
-        rows = sorted(rows, key=lambda row: (row["sticky_unit"] or "", row["id"]))
-        ids = [row["id"] for row in rows]
+        PostgreSQL gets them in unit order: two transactions storing the same new units in
+        opposite orders would each wait for the other's row (a deadlock)."""
         if self.postgres:
+            rows = sorted(rows, key=lambda row: (row["sticky_unit"] or "", row["id"]))
+            ids = [row["id"] for row in rows]
             return Prepared(ids, {name: [row[name] for row in rows] for name in COLUMNS})
+        ids = [row["id"] for row in rows]
         return Prepared(
             ids,
             values_statements(

@@ -25,6 +25,21 @@ OUTCOME_COLUMNS = (
     "attributed",
     "reason",
 )
+INSERT_OUTCOMES = f"INSERT INTO outcome ({', '.join(OUTCOME_COLUMNS)})"
+
+
+def stored_event_ids(cursor, event_ids: list[str], *, postgres: bool) -> set[str]:
+    """Which of these event ids are stored already."""
+    if not event_ids:
+        return set()
+    if postgres:
+        cursor.execute("SELECT event_id FROM outcome WHERE event_id = ANY(%s)", (event_ids,))
+    else:
+        cursor.execute(
+            "SELECT event_id FROM outcome WHERE event_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(event_ids),),
+        )
+    return {row[0] for row in cursor.fetchall()}
 
 
 @dataclass(slots=True)
@@ -81,9 +96,7 @@ class PreparedOutcomes:
                 r.attributed if postgres else int(r.attributed),
                 r.reason,
             )
-            # In key order, as every write here: two PostgreSQL transactions inserting the
-            # same new ids (or updating the same rows) in opposite orders would deadlock.
-            for r in sorted(rows, key=lambda r: r.event_id)
+            for r in _in_key_order(rows, lambda r: r.event_id, postgres)
         ]
         self.params = params
         # SQLite answers which rows were new by its count of changes: RETURNING would stage
@@ -91,7 +104,7 @@ class PreparedOutcomes:
         # rare batch in which some event was stored by another request since the look-up
         # outside the lock (see write_outcomes).
         self.outcome_statements = values_statements(
-            f"INSERT INTO outcome ({', '.join(OUTCOME_COLUMNS)})",
+            INSERT_OUTCOMES,
             "ON CONFLICT (event_id) DO NOTHING" + (" RETURNING event_id" if postgres else ""),
             params,
             postgres=postgres,
@@ -117,6 +130,13 @@ def write_outcomes(transaction, prepared: PreparedOutcomes) -> set[str]:
     return inserted
 
 
+def _in_key_order(items, key, postgres: bool):
+    """PostgreSQL: the items in key order, as every write here. Two transactions inserting
+    the same new ids (or updating the same rows) in opposite orders would each wait for the
+    other: a deadlock. SQLite has one writer at a time, and is spared the sort."""
+    return sorted(items, key=key) if postgres else items
+
+
 def _insert_postgres(cursor, prepared: PreparedOutcomes) -> set[str]:
     inserted: set[str] = set()
     for sql, values in prepared.outcome_statements:
@@ -138,15 +158,9 @@ def _insert_sqlite(cursor, prepared: PreparedOutcomes) -> set[str]:
         return {row.event_id for row in prepared.rows}
     cursor.execute("ROLLBACK TO outcomes")
     cursor.execute("RELEASE outcomes")
-    cursor.execute(
-        "SELECT event_id FROM outcome WHERE event_id IN (SELECT value FROM json_each(?))",
-        (json.dumps([row.event_id for row in prepared.rows]),),
-    )
-    stored = {row[0] for row in cursor.fetchall()}
+    stored = stored_event_ids(cursor, [row.event_id for row in prepared.rows], postgres=False)
     fresh = [params for params in prepared.params if params[0] not in stored]
-    for sql, values in values_statements(
-        f"INSERT INTO outcome ({', '.join(OUTCOME_COLUMNS)})", "", fresh
-    ):
+    for sql, values in values_statements(INSERT_OUTCOMES, "", fresh):
         cursor.execute(sql, values)
     return {params[0] for params in fresh}
 
@@ -179,7 +193,7 @@ class _Folded:
                 when(e["first"].occurred_at),
                 e["first"].delay_seconds,
             )
-            for (assignment_id, metric), e in sorted(merged.items())
+            for (assignment_id, metric), e in _in_key_order(merged.items(), None, postgres)
         ]
         self.unit_statements = values_statements(
             "INSERT INTO unit_metric (assignment_id, experiment_id, metric, total, events, "
@@ -219,7 +233,9 @@ class _Folded:
                 stats[2] += new_total * new_total - old_total * old_total
         params = [
             (experiment_id, period, segment, variant, metric, 0, c, s, q, 0.0)
-            for (experiment_id, period, segment, variant, metric), (c, s, q) in sorted(arms.items())
+            for (experiment_id, period, segment, variant, metric), (c, s, q) in _in_key_order(
+                arms.items(), None, self.postgres
+            )
             if c or s or q
         ]
         for sql, values in values_statements(

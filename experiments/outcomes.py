@@ -27,7 +27,13 @@ from experiments.assignment_store import AssignmentStore
 from experiments.db import Database
 from experiments.errors import NotFound
 from experiments.models import Experiment, utcnow
-from experiments.outcome_store import OutcomeRow, PreparedOutcomes, UnitDelta, write_outcomes
+from experiments.outcome_store import (
+    OutcomeRow,
+    PreparedOutcomes,
+    UnitDelta,
+    stored_event_ids,
+    write_outcomes,
+)
 from experiments.runtime import Runtime, RuntimeCache
 from experiments.spec import HOLDOUT_ARM
 
@@ -67,9 +73,6 @@ class _Assigned:
     id: str
     experiment_id: int
     unit_id: str
-    variant: str | None
-    segment: str
-    period: int
     assigned_at: datetime
     arm: tuple[int, str, str]  # (period, segment, variant or the holdout's arm)
 
@@ -112,17 +115,8 @@ def ingest(
 
 
 def _stored_event_ids(store: AssignmentStore, event_ids: list[str]) -> set[str]:
-    if not event_ids:
-        return set()
     with store.read() as cursor:
-        if store.postgres:
-            cursor.execute("SELECT event_id FROM outcome WHERE event_id = ANY(%s)", (event_ids,))
-        else:
-            cursor.execute(
-                "SELECT event_id FROM outcome WHERE event_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(event_ids),),
-            )
-        return {row[0] for row in cursor.fetchall()}
+        return stored_event_ids(cursor, event_ids, postgres=store.postgres)
 
 
 def _runtimes(database, cache, events) -> dict[str, Runtime | None]:
@@ -177,7 +171,7 @@ def _assignments(database, runtimes, events) -> dict:
                 parsed = times[at] = datetime.fromisoformat(at).replace(tzinfo=UTC)
             at = parsed
         arm = (row[5], row[4], row[3] or HOLDOUT_ARM)
-        return _Assigned(row[0], row[1], row[2], row[3], row[4], row[5], at, arm)
+        return _Assigned(row[0], row[1], row[2], at, arm)
 
     by_id: dict[str, _Assigned] = {}
     by_unit: dict[tuple[int, str], list[_Assigned]] = defaultdict(list)

@@ -77,6 +77,15 @@ def outcomes(database, **where):
         return session.exec(query).all()
 
 
+def on_both_nodes(run) -> None:
+    """run(0) and run(1) at once, each in its own thread."""
+    threads = [threading.Thread(target=run, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def assert_statistics_equal_a_rebuild(database):
     with database.session() as session:
         for experiment in session.exec(select(Experiment)).all():
@@ -288,11 +297,7 @@ def test_concurrent_batches_on_two_nodes_count_each_event_once(
                 assert response.status_code == 202
                 answers.append(response.json)
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    on_both_nodes(run)
     assert sum(a["accepted"] for a in answers) == len(events)
     assert sum(a["duplicates"] for a in answers) == 2 * 3 * len(events) - len(events)
     assert sum(a["unattributed"] for a in answers) == len(units)
@@ -380,11 +385,7 @@ def test_two_nodes_storing_the_same_large_batches_in_opposite_orders_never_fail(
             else:
                 answers.append(response.json)
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    on_both_nodes(run)
     assert failures == []
     assert sum(a["accepted"] for a in answers) == rounds * 2 * len(units)
     assert sum(a["duplicates"] for a in answers) == rounds * 2 * len(units)
