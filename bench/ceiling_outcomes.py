@@ -53,7 +53,8 @@ def prepare(folder: Path) -> tuple[Database, list[bytes], int]:
     units = [f"{rng.getrandbits(40):010x}-{i}" for i in range(UNITS)]
     cache = RuntimeCache()
     for start in range(0, UNITS, 10_000):
-        chunk = [UnitRequest(u, {"days_since_signup": 3}, None) for u in units[start:][:10_000]]
+        part = units[start : start + 10_000]
+        chunk = [UnitRequest(u, {"days_since_signup": 3}, None) for u in part]
         assign(database=database, cache=cache, experiment_key=EXPERIMENT["key"], units=chunk)
     bodies, _, sent = build_bodies(units)
     return database, bodies, sent
