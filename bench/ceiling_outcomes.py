@@ -17,7 +17,6 @@ Step 3 is a ceiling for the service on this machine: the service does the same w
 serves HTTP, shares the cores with its load generator and shares one write lock.
 """
 
-import gc
 import multiprocessing
 import random
 import shutil
@@ -30,6 +29,7 @@ from unittest import mock
 import orjson
 
 from api.outcomes.schemas import EventList
+from api.server import collect_as_served
 from bench.bench_outcomes import EXPERIMENT, UNITS, build_bodies
 from experiments import lifecycle, migrate
 from experiments.assignment import UnitRequest, assign
@@ -60,16 +60,9 @@ def prepare(folder: Path) -> tuple[Database, list[bytes], int]:
     return database, bodies, sent
 
 
-def as_served() -> None:
-    """The garbage collector as `kairos serve` sets it (see api/server.py)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 100)
-
-
 def ingest_all(database: Database, bodies: list[bytes]) -> tuple[float, float]:
     """Seconds spent checking the events, and in `ingest`, over every body in turn."""
-    as_served()
+    collect_as_served()  # as in the server: the figures are the server's
     cache = RuntimeCache()
     parsing = storing = 0.0
     for body in bodies:
