@@ -3,6 +3,8 @@
 Nothing here runs at import time: `Database(url)` builds its engine when it is constructed.
 """
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +32,8 @@ def make_engine(url: str | URL) -> Engine:
 
 
 def _make_sqlite_engine(url: URL) -> Engine:
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        keep_private(Path(url.database))
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -70,6 +72,20 @@ def _make_sqlite_engine(url: URL) -> Engine:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def keep_private(path: Path) -> None:
+    """Create the database file readable by its owner only (0600), before SQLite opens it: it
+    holds unit ids and what they did. SQLite gives its -wal and -shm files the database file's
+    permissions. A file made earlier with wider permissions is narrowed."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    for companion in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):  # gone meanwhile, or another user's file
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
 
 
 class Database:

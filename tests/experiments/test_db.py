@@ -1,6 +1,8 @@
 """Engine settings: SQLite's WAL, busy timeout and foreign keys; PostgreSQL via psycopg."""
 
+import os
 import sqlite3
+import stat
 
 import pytest
 from sqlalchemy import text
@@ -45,3 +47,32 @@ def test_bare_postgresql_urls_mean_psycopg3():
     assert normalise_url("postgres://u@h/db").drivername == "postgresql+psycopg"
     assert normalise_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
     assert normalise_url("sqlite:///x.db").drivername == "sqlite"
+
+
+def test_the_sqlite_file_and_its_wal_are_readable_by_their_owner_only(tmp_path):
+    """It holds unit ids and what they did: 0600, like the secret key, whatever the umask."""
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "instance" / "kairos.sqlite3"
+        database = Database(f"sqlite:///{path}")
+        with database.session(write=True) as session:
+            session.execute(text("CREATE TABLE t (x INTEGER)"))
+            session.execute(text("INSERT INTO t VALUES (1)"))
+            session.commit()
+            modes = {
+                name: stat.S_IMODE((path.parent / name).stat().st_mode)
+                for name in ("kairos.sqlite3", "kairos.sqlite3-wal", "kairos.sqlite3-shm")
+            }
+        database.dispose()
+    finally:
+        os.umask(old)
+    assert modes == dict.fromkeys(modes, 0o600)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_a_world_readable_sqlite_file_made_earlier_is_narrowed(tmp_path):
+    path = tmp_path / "kairos.sqlite3"
+    sqlite3.connect(path).close()
+    path.chmod(0o644)
+    Database(f"sqlite:///{path}").dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
