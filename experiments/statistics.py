@@ -6,6 +6,8 @@ The hot paths keep `arm_stats` and `unit_metric` up to date as assignments and o
 (`kairos stats rebuild`), or after a change of the rules.
 """
 
+import math
+
 from sqlalchemy import case, delete, func, insert, select
 from sqlmodel import Session
 
@@ -125,13 +127,24 @@ def differences(session: Session, experiment: Experiment, tolerance: float = 1e-
     for key in sorted(set(built_arms) | set(kept_arms), key=str):
         empty = (0, 0, 0.0, 0.0, 0.0)
         a, b = built_arms.get(key, empty), kept_arms.get(key, empty)
-        if any(abs(x - y) > tolerance * max(1.0, abs(x)) for x, y in zip(a, b, strict=True)):
+        if not _finite(a) or not _finite(b):
+            found.append(f"arm {key}: not finite: raw rows give {a}, stored {b}")
+        elif any(abs(x - y) > tolerance * max(1.0, abs(x)) for x, y in zip(a, b, strict=True)):
             found.append(f"arm {key}: raw rows give {a}, stored {b}")
     for key in sorted(set(built_units) | set(kept_units)):
         a, b = built_units.get(key), kept_units.get(key)
-        if a is None or b is None or abs(a[0] - b[0]) > tolerance or a[1] != b[1]:
+        if a is None or b is None:
+            found.append(f"unit {key}: raw rows give {a}, stored {b}")
+        elif not _finite(a[:2]) or not _finite(b[:2]):
+            found.append(f"unit {key}: not finite: raw rows give {a}, stored {b}")
+        elif abs(a[0] - b[0]) > tolerance * max(1.0, abs(a[0])) or a[1] != b[1]:
             found.append(f"unit {key}: raw rows give {a}, stored {b}")
     return found
+
+
+def _finite(numbers) -> bool:
+    """Every number is there and finite (SQLite stores a NaN as NULL)."""
+    return all(x is not None and math.isfinite(x) for x in numbers)
 
 
 def rebuild(session: Session, experiment: Experiment) -> int:
