@@ -11,11 +11,13 @@ from flask.sessions import SessionInterface
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from api import errors
+from api import converters, errors
 from api.auth import SECURITY_SCHEME
 from api.db import init_database
 from api.fastlane import AssignmentFastLane
 from api.jsonio import OrjsonProvider
+from api.parser import refuse_bodies_that_are_not_json
+from api.server import answer_refusals_in_json
 from api.settings import instance_secret, load_settings
 from experiments.errors import KairosError
 
@@ -74,14 +76,17 @@ def create_app(config: Mapping | None = None) -> Flask:
         },
     )
     api.spec.components.security_scheme("bearerAuth", SECURITY_SCHEME)
+    converters.register(app, api)
     for blueprint in blueprints():
         api.register_blueprint(blueprint)
     app.register_error_handler(KairosError, errors.handle_domain_error)
+    app.before_request(refuse_bodies_that_are_not_json)
     app.add_url_rule(
         "/docs/assets/<path:filename>",
         endpoint="docs_assets",
         view_func=lambda filename: send_from_directory(swagger_ui_path, filename),
     )
+    answer_refusals_in_json()
     if app.config.get("KAIROS_FAST_LANE", True):
         app.wsgi_app = AssignmentFastLane(app, app.wsgi_app)
     return app

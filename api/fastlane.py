@@ -21,6 +21,7 @@ import re
 
 import orjson
 
+from api.assignments.schemas import unit_problems
 from api.auth import lookup_key
 from api.db import CACHE_EXTENSION
 from api.db import EXTENSION as DATABASE_EXTENSION
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 PATH = "/v1/assignments"
 FIELDS = frozenset({"experiment", "unit_id", "attributes", "timezone"})
 MAX_BODY = 64 * 1024
-_SLUG = re.compile(SLUG_PATTERN)  # marshmallow's Regexp validator uses .match, as here
+_SLUG = re.compile(SLUG_PATTERN)
 
 
 class AssignmentFastLane:
@@ -103,15 +104,10 @@ def _unit(body) -> UnitRequest | None:
     """The unit if the body certainly passes AssignmentRequestSchema, else None."""
     if not isinstance(body, dict) or not body.keys() <= FIELDS:
         return None
-    experiment, unit_id = body.get("experiment"), body.get("unit_id")
-    if not isinstance(experiment, str) or not _SLUG.match(experiment):
+    experiment = body.get("experiment")
+    if not isinstance(experiment, str) or not _SLUG.fullmatch(experiment):
         return None
-    if not isinstance(unit_id, str) or not 1 <= len(unit_id) <= 200:
+    unit = {name: value for name, value in body.items() if name != "experiment"}
+    if unit_problems(unit):
         return None
-    attributes = body.get("attributes")
-    if "attributes" in body and not isinstance(attributes, dict):
-        return None
-    timezone = body.get("timezone")
-    if "timezone" in body and not (isinstance(timezone, str) and 1 <= len(timezone) <= 64):
-        return None
-    return UnitRequest(unit_id, attributes, timezone)
+    return UnitRequest(unit["unit_id"], unit.get("attributes"), unit.get("timezone"))

@@ -86,8 +86,11 @@ def assign(
     driver connection (see experiments/assignment_store.py).
     """
     now = now or utcnow()
-    zones = [_zone(u.timezone) if u.timezone else None for u in units]  # 400 before any write
+    given = [_zone(u.timezone) if u.timezone else None for u in units]  # 422 before any write
     runtime = cache.get(database=database, key=experiment_key)
+    # A unit that gives no time zone is where the experiment says its units are.
+    default_zone = _zone(runtime.timezone)
+    zones = [tz or default_zone for tz in given]
     if runtime.status == "concluded":
         return _winner_answers(runtime, units, zones, now)
     if runtime.status != "running":

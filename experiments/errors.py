@@ -12,12 +12,6 @@ class KairosError(Exception):
         self.errors = errors or {}
 
 
-class BadRequest(KairosError):
-    """An input that cannot be used at all (an unknown time zone, say)."""
-
-    status = 400
-
-
 class NotFound(KairosError):
     status = 404
 
@@ -29,7 +23,8 @@ class Conflict(KairosError):
 
 
 class InvalidSpec(KairosError):
-    """An input that is well-formed but breaks a rule of the domain, field by field."""
+    """An input that is well-formed (JSON, a query string) but breaks a rule of the domain,
+    field by field: a 422, as every rule broken by a readable request is."""
 
     status = 422
 

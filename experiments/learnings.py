@@ -20,7 +20,7 @@ from sqlmodel import Session
 from analysis.evidence import Study, Thresholds, random_effects, verdict
 from analysis.models import factorial_problem
 from analysis.summary import summarize_binary
-from experiments.errors import BadRequest, Conflict, NotFound
+from experiments.errors import Conflict, InvalidSpec, NotFound
 from experiments.lifecycle import get_experiment
 from experiments.models import AnalysisJob, Experiment, Learning, Metric, utcnow
 from experiments.results import segment_variant_counts
@@ -75,9 +75,15 @@ class Filters:
 
 
 def publish(
-    *, session: Session, key: str, thresholds: Thresholds | None = None, tags=()
+    *,
+    session: Session,
+    key: str,
+    thresholds: Thresholds | None = None,
+    tags=(),
+    commit: bool = True,
 ) -> list[Learning]:
-    """Publish (or republish) the experiment's learnings from its latest results."""
+    """Publish (or republish) the experiment's learnings from its latest results; with
+    `commit=False`, as part of the caller's transaction (concluding publishes)."""
     thresholds = thresholds or Thresholds()
     experiment = get_experiment(session=session, key=key)
     now = utcnow()
@@ -99,6 +105,9 @@ def publish(
         )
     )
     session.add_all(rows)
+    if not commit:
+        session.flush()
+        return rows
     try:
         session.commit()
     except IntegrityError as error:
@@ -349,7 +358,7 @@ def search(
 ) -> tuple[list[Learning], int]:
     """Learnings matching every filter (and the text query), sorted; with the total count."""
     if sort not in SORTS:
-        raise BadRequest(f"Unknown sort '{sort}'.", {"sort": [f"One of: {', '.join(SORTS)}."]})
+        raise InvalidSpec({"sort": [f"Unknown sort '{sort}': one of {', '.join(SORTS)}."]})
     conditions = _conditions(session, filters)
     total = session.execute(
         select(func.count()).select_from(Learning).where(*conditions)
@@ -501,15 +510,6 @@ def as_record(learning: Learning) -> dict:
 
 
 # -- priors for new experiments -------------------------------------------------------------------
-
-
-def attach_priors(*, session: Session, experiment: Experiment) -> Experiment:
-    """Snapshot the registry's evidence as the experiment's prior (`"prior": "learnings"`)."""
-    experiment.priors = learned_priors(session=session, experiment=experiment)
-    session.add(experiment)
-    session.commit()
-    session.refresh(experiment)
-    return experiment
 
 
 def learned_priors(*, session: Session, experiment: Experiment) -> dict | None:

@@ -32,9 +32,10 @@ def new_seed() -> int:
 
 
 def create_experiment(
-    *, session: Session, spec: ExperimentSpec, now: datetime | None = None
+    *, session: Session, spec: ExperimentSpec, now: datetime | None = None, commit: bool = True
 ) -> Experiment:
-    """Store a new experiment as a draft. Raises Conflict if its key is taken."""
+    """Store a new experiment as a draft (`commit=False`: in the caller's transaction). Raises
+    Conflict if its key is taken."""
     now = now or utcnow()
     if session.exec(select(Experiment.id).where(Experiment.key == spec.key)).first():
         raise Conflict(f"An experiment with key '{spec.key}' already exists.")
@@ -51,6 +52,7 @@ def create_experiment(
         holdout_seed=new_seed(),
         quiet_hours_start=spec.quiet_hours.start if spec.quiet_hours else None,
         quiet_hours_end=spec.quiet_hours.end if spec.quiet_hours else None,
+        timezone=spec.timezone,
         update_every_seconds=spec.bandit.update_every_seconds,
         min_weight=spec.bandit.min_weight,
         min_units_per_arm=spec.bandit.min_units_per_arm,
@@ -81,7 +83,7 @@ def create_experiment(
     )
     session.add(experiment)
     try:
-        session.commit()
+        session.commit() if commit else session.flush()
     except IntegrityError as error:  # another request created the same key in between
         session.rollback()
         raise Conflict(f"An experiment with key '{spec.key}' already exists.") from error
@@ -148,15 +150,24 @@ def pause_experiment(*, session: Session, key: str, now: datetime | None = None)
 
 
 def conclude_experiment(
-    *, session: Session, key: str, winner: str | None = None, now: datetime | None = None
+    *,
+    session: Session,
+    key: str,
+    winner: str | None = None,
+    now: datetime | None = None,
+    commit: bool = True,
 ) -> Experiment:
-    """Conclude with a declared winner (default: the control, the safe message to keep)."""
+    """Conclude with a declared winner (default: the control, the safe message to keep);
+    `commit=False`: in the caller's transaction."""
     now = now or utcnow()
     experiment = get_experiment(session=session, key=key)
     winner = winner or experiment.control
     if winner not in {v.key for v in experiment.variants}:
         raise InvalidSpec({"winner": [f"'{winner}' is not one of the variants."]})
     experiment = _transition(session, key, "conclude", now, winner=winner, concluded_at=now)
+    if not commit:
+        session.flush()
+        return experiment
     session.commit()
     session.refresh(experiment)
     return experiment

@@ -57,6 +57,8 @@ class Experiment(SQLModel, table=True):
     holdout_seed: int = Field(default=0)
     quiet_hours_start: int | None = Field(default=None)
     quiet_hours_end: int | None = Field(default=None)
+    # Where units that give no time zone are taken to be (send.local_hour, quiet hours).
+    timezone: str = Field(default="UTC", max_length=64)
     update_every_seconds: int = Field(default=900)
     min_weight: float = Field(default=0.01)
     min_units_per_arm: int = Field(default=100)

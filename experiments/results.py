@@ -21,7 +21,7 @@ from sqlmodel import Session
 from analysis.stopping import GuardrailCheck, recommend
 from analysis.stratified import expected_shares, sample_ratio_by_period
 from analysis.summary import ArmSummary, Guardrail, Prior, summarize_binary, summarize_continuous
-from experiments.errors import BadRequest
+from experiments.errors import InvalidSpec
 from experiments.lifecycle import get_experiment, segment_keys
 from experiments.models import AllocationPeriod, ArmStats, Experiment, Metric
 from experiments.spec import ALL_SEGMENT, HOLDOUT_ARM
@@ -69,16 +69,14 @@ def results(
     metric = metric or primary.key
     if metric not in metrics:
         listed = ", ".join(metrics)
-        raise BadRequest(
-            f"Experiment '{key}' has no metric '{metric}'.",
-            {"metric": [f"Unknown metric '{metric}'; this experiment measures: {listed}."]},
+        raise InvalidSpec(
+            {"metric": [f"Unknown metric '{metric}'; this experiment measures: {listed}."]}
         )
     layout = _layout(session, experiment)
     if segment is not None and segment != ALL_SEGMENT and segment not in layout.segments:
         listed = ", ".join([ALL_SEGMENT, *layout.segments])
-        raise BadRequest(
-            f"Experiment '{key}' has no segment '{segment}'.",
-            {"segment": [f"Unknown segment '{segment}'; this experiment has: {listed}."]},
+        raise InvalidSpec(
+            {"segment": [f"Unknown segment '{segment}'; this experiment has: {listed}."]}
         )
     guardrail_metrics = [m for m in experiment.metrics if m.role == "guardrail"]
     cells = _load(

@@ -51,6 +51,7 @@ class Runtime:
     holdout: float
     holdout_seed: int
     quiet_hours: QuietHours | None
+    timezone: str
     update_every_seconds: int
     min_weight: float
     min_units_per_arm: int
@@ -113,6 +114,7 @@ def build_runtime(experiment: Experiment, period: AllocationPeriod | None) -> Ru
         holdout=experiment.holdout,
         holdout_seed=experiment.holdout_seed,
         quiet_hours=quiet,
+        timezone=experiment.timezone,
         update_every_seconds=experiment.update_every_seconds,
         min_weight=experiment.min_weight,
         min_units_per_arm=experiment.min_units_per_arm,

@@ -12,8 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from experiments import bounds
 from experiments.errors import InvalidSpec
 
+# Anchored for the OpenAPI document (JSON Schema patterns match anywhere); Python code matches
+# them with `fullmatch`, since with `re.match` a `$` also matches before a final newline.
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 VARIANT_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.,=-]{0,199}$"
 SLUG = re.compile(SLUG_PATTERN)
@@ -35,6 +38,10 @@ HOLDOUT_ARM = "(holdout)"
 
 MAX_VARIANTS = 256
 MAX_ATTRIBUTION_WINDOW_HOURS = 24 * 90
+# A variant's `send` instruction: a delay of at most the longest attribution window.
+MAX_SEND_DELAY_MINUTES = MAX_ATTRIBUTION_WINDOW_HOURS * 60
+MAX_RULE_VALUES = 1000
+DEFAULT_TIMEZONE = "UTC"
 MAX_HOLDOUT = 0.5
 WEIGHT_TOLERANCE = 1e-6
 # The expected loss (in the primary metric's units: 0.001 is a tenth of a percentage point of a
@@ -109,6 +116,7 @@ class ExperimentSpec:
     threshold_of_caring: float = DEFAULT_THRESHOLD_OF_CARING
     prior: str = "default"
     prior_units: float = DEFAULT_PRIOR_UNITS
+    timezone: str = DEFAULT_TIMEZONE
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExperimentSpec":
@@ -126,11 +134,15 @@ class ExperimentSpec:
         if variants is not None:
             variants = _weighted(variants, fail)
 
-        control = data.get("control")
-        if not control:
-            fail("control", "Name the control variant (one of the variants' keys).")
-        elif variants is not None and control not in {v.key for v in variants}:
+        # Without a control, the first variant is the control: for a generated factorial, the
+        # first level of every factor, as the factors were listed.
+        control = data.get("control") or (variants[0].key if variants else None)
+        if variants is not None and control not in {v.key for v in variants}:
             fail("control", f"'{control}' is not one of the variants.")
+
+        timezone = data.get("timezone") or DEFAULT_TIMEZONE
+        if not bounds.is_time_zone(timezone):
+            fail("timezone", f"Unknown time zone '{timezone}': use an IANA name.")
 
         segments = _segments(data.get("segments") or [], fail)
         metrics = _metrics(data.get("metrics") or [], fail)
@@ -178,6 +190,7 @@ class ExperimentSpec:
             threshold_of_caring=float(data.get("threshold_of_caring", DEFAULT_THRESHOLD_OF_CARING)),
             prior=data.get("prior", "default"),
             prior_units=float(data.get("prior_units", DEFAULT_PRIOR_UNITS)),
+            timezone=timezone,
         )
 
 
@@ -263,13 +276,47 @@ def _variants(raw: list | None, factors, fail) -> list[VariantSpec] | None:
                     f"Same factor levels as variant '{seen_combinations[combination]}'.",
                 )
             seen_combinations.setdefault(combination, key)
+        payload = item.get("payload") or {}
+        _check_payload(payload, f"variants.{index}.payload", fail)
         weight = item.get("weight")
-        variants.append(
-            VariantSpec(
-                key, ordered, item.get("payload") or {}, math.nan if weight is None else weight
-            )
-        )
+        variants.append(VariantSpec(key, ordered, payload, math.nan if weight is None else weight))
     return variants
+
+
+def _check_payload(payload: Any, path: str, fail) -> None:
+    """A payload is bounded free-form JSON; its `send` instruction is one that send_at reads:
+    `{"delay_minutes": m}` or `{"local_hour": h, "local_minute"?: m}`."""
+    if not isinstance(payload, dict):
+        fail(path, "Must be an object.")
+        return
+    problem = bounds.json_problem(payload, max_bytes=bounds.MAX_PAYLOAD_BYTES)
+    if problem:
+        fail(path, problem)
+        return
+    if "send" not in payload:
+        return
+    send, path = payload["send"], f"{path}.send"
+    if not isinstance(send, dict) or not send:
+        fail(path, 'Must be {"delay_minutes": m} or {"local_hour": h, "local_minute": m}.')
+        return
+    if "delay_minutes" in send:
+        delay = send["delay_minutes"]
+        if send.keys() != {"delay_minutes"}:
+            fail(path, "delay_minutes is given alone.")
+        elif (
+            isinstance(delay, bool)
+            or not isinstance(delay, int | float)
+            or not 0 <= delay <= MAX_SEND_DELAY_MINUTES
+        ):
+            fail(f"{path}.delay_minutes", f"Must be a number from 0 to {MAX_SEND_DELAY_MINUTES}.")
+        return
+    if not send.keys() <= {"local_hour", "local_minute"} or "local_hour" not in send:
+        fail(path, 'Must be {"delay_minutes": m} or {"local_hour": h, "local_minute": m}.')
+        return
+    for name, top in (("local_hour", 23), ("local_minute", 59)):
+        value = send.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+            fail(f"{path}.{name}", f"Must be a whole number from 0 to {top}.")
 
 
 def _infer_factors(variants: list[VariantSpec]) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -313,16 +360,21 @@ def _segments(raw: list, fail) -> tuple[SegmentSpec, ...]:
         rule = item["rule"]
         op, value = rule["op"], rule.get("value")
         path = f"segments.{index}.rule.value"
+        problem = None
         if op == "in":
-            if not isinstance(value, list) or not value:
-                fail(path, "Operator 'in' takes a non-empty list of values.")
+            if not isinstance(value, list) or not 1 <= len(value) <= MAX_RULE_VALUES:
+                problem = f"Operator 'in' takes a list of 1 to {MAX_RULE_VALUES} values."
             elif not all(_is_scalar(v) for v in value):
-                fail(path, "Operator 'in' takes a list of strings, numbers or booleans.")
+                problem = "Operator 'in' takes a list of strings, numbers or booleans."
         elif op in ("lt", "lte", "gt", "gte"):
             if isinstance(value, bool) or not isinstance(value, int | float | str):
-                fail(path, f"Operator '{op}' compares with a number or a string.")
+                problem = f"Operator '{op}' compares with a number or a string."
         elif not _is_scalar(value):
-            fail(path, f"Operator '{op}' compares with a string, a number or a boolean.")
+            problem = f"Operator '{op}' compares with a string, a number or a boolean."
+        if problem is None:
+            problem = bounds.json_problem(value, max_bytes=bounds.MAX_PAYLOAD_BYTES)
+        if problem:
+            fail(path, problem)
         segments.append(SegmentSpec(key, SegmentRule(rule["attribute"], op, value)))
     return tuple(segments)
 

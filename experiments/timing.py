@@ -1,23 +1,21 @@
 """When to send: a variant's `send` instruction, the unit's time zone and the quiet hours."""
 
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from experiments.errors import BadRequest
+from experiments.bounds import time_zone
+from experiments.errors import InvalidSpec
 from experiments.spec import QuietHours
 
 
 def zone(name: str) -> ZoneInfo:
-    """The IANA time zone `name`, or a 400 naming it."""
-    try:
-        if not name or name.startswith(("/", ".")) or ".." in name:
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as error:
-        raise BadRequest(
-            f"Unknown time zone '{name}': use an IANA name such as 'Europe/Paris'.",
-            {"timezone": [f"Unknown time zone '{name}'."]},
-        ) from error
+    """The IANA time zone `name`, or a 422 naming it."""
+    found = time_zone(name)
+    if found is None:
+        raise InvalidSpec(
+            {"timezone": [f"Unknown time zone '{name}': use an IANA name such as 'Europe/Paris'."]}
+        )
+    return found
 
 
 def send_at(

@@ -23,7 +23,7 @@ def _answer(job, key: str) -> dict:
     }
 
 
-@blp.route("/experiments/<key>/analyses")
+@blp.route("/experiments/<key:key>/analyses")
 class ExperimentAnalyses(MethodView):
     @requires("manage")
     @blp.arguments(AnalysisInSchema())
@@ -36,7 +36,7 @@ class ExperimentAnalyses(MethodView):
         return _answer(job, key)
 
 
-@blp.route("/analyses/<int:job_id>")
+@blp.route("/analyses/<id:job_id>")
 class Analysis(MethodView):
     @requires("read")
     @blp.response(200, AnalysisSchema)

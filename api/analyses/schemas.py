@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
+from api.experiments.schemas import Slug
 from experiments.analysis_jobs import METHODS
 
 
@@ -11,7 +12,9 @@ class AnalysisInSchema(Schema):
         validate=validate.OneOf(METHODS, error="Must be one of: {choices}."),
         metadata={"description": "hierarchical (segments partially pooled) or factorial"},
     )
-    metric = fields.String(metadata={"description": "A binary metric; default: the primary one"})
+    metric = fields.String(
+        validate=Slug, metadata={"description": "A binary metric; default: the primary one"}
+    )
 
 
 class AnalysisSchema(Schema):

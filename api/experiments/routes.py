@@ -9,11 +9,12 @@ from api.experiments.schemas import (
     ExperimentInSchema,
     ExperimentQuerySchema,
     ExperimentSchema,
+    NoFieldsSchema,
     PeriodSchema,
     ReweightSchema,
 )
-from api.parser import Blueprint
-from experiments import learnings, lifecycle, reweight
+from api.parser import Blueprint, page_window
+from experiments import lifecycle, reweight, workflows
 from experiments.spec import ExperimentSpec
 
 blp = Blueprint(
@@ -32,11 +33,12 @@ class Experiments(MethodView):
     @blp.paginate(page_size=100, max_page_size=1000)
     def get(self, query, pagination_parameters):
         """List experiments, newest first, optionally by status"""
+        offset, limit = page_window(pagination_parameters)
         items, total = lifecycle.list_experiments(
             session=get_session(),
             status=query.get("status"),
-            offset=pagination_parameters.first_item,
-            limit=pagination_parameters.page_size,
+            offset=offset,
+            limit=limit,
         )
         pagination_parameters.item_count = total
         return items
@@ -47,15 +49,10 @@ class Experiments(MethodView):
     def post(self, body):
         """Create an experiment, as a draft (with `"prior": "learnings"`, its prior is the
         registry's evidence as it stands now)"""
-        experiment = lifecycle.create_experiment(
-            session=get_session(), spec=ExperimentSpec.from_dict(body)
-        )
-        if experiment.prior == "learnings":
-            experiment = learnings.attach_priors(session=get_session(), experiment=experiment)
-        return experiment
+        return workflows.create(session=get_session(), spec=ExperimentSpec.from_dict(body))
 
 
-@blp.route("/<key>")
+@blp.route("/<key:key>")
 class ExperimentByKey(MethodView):
     @requires("read")
     @blp.response(200, ExperimentSchema)
@@ -64,29 +61,31 @@ class ExperimentByKey(MethodView):
         return lifecycle.get_experiment(session=get_session(), key=key)
 
 
-@blp.route("/<key>/start")
+@blp.route("/<key:key>/start")
 class StartExperiment(MethodView):
     @requires("manage")
+    @blp.arguments(NoFieldsSchema())
     @blp.response(200, ExperimentSchema)
-    def post(self, key):
+    def post(self, _body, key):
         """Start a draft experiment, or resume a paused one (409 otherwise)"""
         experiment = lifecycle.start_experiment(session=get_session(), key=key)
         get_runtime_cache().invalidate(key)
         return experiment
 
 
-@blp.route("/<key>/pause")
+@blp.route("/<key:key>/pause")
 class PauseExperiment(MethodView):
     @requires("manage")
+    @blp.arguments(NoFieldsSchema())
     @blp.response(200, ExperimentSchema)
-    def post(self, key):
+    def post(self, _body, key):
         """Pause a running experiment: assignments answer 409 until it is resumed"""
         experiment = lifecycle.pause_experiment(session=get_session(), key=key)
         get_runtime_cache().invalidate(key)
         return experiment
 
 
-@blp.route("/<key>/conclude")
+@blp.route("/<key:key>/conclude")
 class ConcludeExperiment(MethodView):
     @requires("manage")
     @blp.arguments(ConcludeSchema())
@@ -94,15 +93,12 @@ class ConcludeExperiment(MethodView):
     def post(self, body, key):
         """Conclude a running or paused experiment (every unit gets the winner from now on) and
         publish its learnings"""
-        experiment = lifecycle.conclude_experiment(
-            session=get_session(), key=key, winner=body.get("winner")
-        )
+        experiment = workflows.conclude(session=get_session(), key=key, winner=body.get("winner"))
         get_runtime_cache().invalidate(key)
-        learnings.publish(session=get_session(), key=key)
         return experiment
 
 
-@blp.route("/<key>/reweight")
+@blp.route("/<key:key>/reweight")
 class ReweightExperiment(MethodView):
     @requires("manage")
     @blp.arguments(ReweightSchema())

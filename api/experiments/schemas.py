@@ -4,17 +4,16 @@ Rules that tie fields together (weights summing to 1, the control existing, …)
 domain's, checked by `experiments.spec.ExperimentSpec`.
 """
 
-from datetime import UTC
-
 from marshmallow import Schema, fields, validate
 
-from experiments import spec
+from api.rules import FullMatch, JsonObject, Moment, identifier, text
+from experiments import bounds, spec
 
-Slug = validate.Regexp(
+Slug = FullMatch(
     spec.SLUG_PATTERN,
     error="Must be a slug: 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit.",
 )
-VariantKey = validate.Regexp(
+VariantKey = FullMatch(
     spec.VARIANT_KEY_PATTERN,
     error="Must be 1-200 of a-z, 0-9 and - _ . , =, starting with a letter or digit.",
 )
@@ -25,9 +24,13 @@ def one_of(choices) -> validate.OneOf:
 
 
 class RuleSchema(Schema):
-    attribute = fields.String(required=True, validate=validate.Length(1, 100))
+    attribute = identifier(100, required=True)
     op = fields.String(required=True, validate=one_of(spec.RULE_OPS))
-    value = fields.Raw(required=True, allow_none=False)
+    value = fields.Raw(
+        required=True,
+        allow_none=False,
+        metadata={"description": "A string, number or boolean; for 'in', a list of them."},
+    )
 
 
 class SegmentInSchema(Schema):
@@ -37,8 +40,19 @@ class SegmentInSchema(Schema):
 
 class VariantInSchema(Schema):
     key = fields.String(required=True, validate=VariantKey)
-    factors = fields.Dict(keys=fields.String(validate=Slug), values=fields.String(validate=Slug))
-    payload = fields.Dict(keys=fields.String())
+    factors = fields.Dict(
+        keys=fields.String(validate=Slug),
+        values=fields.String(validate=Slug),
+        validate=validate.Length(max=8),
+    )
+    payload = JsonObject(
+        max_bytes=bounds.MAX_PAYLOAD_BYTES,
+        metadata={
+            "description": "What to send, free-form JSON (at most "
+            f"{bounds.MAX_JSON_DEPTH} levels, {bounds.MAX_PAYLOAD_BYTES // 1024} KiB); "
+            '`send` may say when: {"delay_minutes": m} or {"local_hour": h, "local_minute": m}.'
+        },
+    )
     weight = fields.Float(
         validate=validate.Range(min=0, max=1, min_inclusive=False, error="Must be in (0, 1]."),
         metadata={"description": "Share of units (fixed split) or initial share (Thompson)."},
@@ -51,7 +65,7 @@ class MetricInSchema(Schema):
     role = fields.String(load_default="secondary", validate=one_of(spec.METRIC_ROLES))
     margin = fields.Float(
         allow_none=True,
-        validate=validate.Range(min=0),
+        validate=validate.Range(min=0, max=bounds.MAX_OUTCOME_VALUE),
         metadata={"description": "Guardrails only: the worsening tolerated, in metric units."},
     )
     higher_is_better = fields.Boolean(
@@ -72,18 +86,28 @@ class BanditSchema(Schema):
 
 class ExperimentInSchema(Schema):
     key = fields.String(required=True, validate=Slug)
-    name = fields.String(validate=validate.Length(1, 200))
-    hypothesis = fields.String(validate=validate.Length(max=5000))
+    name = text(200, 1)
+    hypothesis = text(5000)
     allocation = fields.String(load_default="fixed", validate=one_of(spec.ALLOCATIONS))
     stickiness = fields.String(load_default="unit", validate=one_of(spec.STICKINESS))
     factors = fields.Dict(
         keys=fields.String(validate=Slug),
-        values=fields.List(fields.String(validate=Slug), validate=validate.Length(min=1)),
+        values=fields.List(
+            fields.String(validate=Slug), validate=validate.Length(1, spec.MAX_VARIANTS)
+        ),
         validate=validate.Length(max=8),
         metadata={"description": "Factor name → its levels; alone, generates the full factorial."},
     )
-    variants = fields.List(fields.Nested(VariantInSchema))
-    control = fields.String(validate=VariantKey)
+    variants = fields.List(
+        fields.Nested(VariantInSchema), validate=validate.Length(max=spec.MAX_VARIANTS)
+    )
+    control = fields.String(
+        validate=VariantKey,
+        metadata={
+            "description": "The variant the others are compared with; default: the first "
+            "(for generated factorials, the first level of every factor)."
+        },
+    )
     segments = fields.List(fields.Nested(SegmentInSchema), validate=validate.Length(max=100))
     metrics = fields.List(
         fields.Nested(MetricInSchema), required=True, validate=validate.Length(1, 50)
@@ -109,6 +133,13 @@ class ExperimentInSchema(Schema):
     prior_units = fields.Float(
         validate=validate.Range(1, 1e6),
         metadata={"description": "What the learned prior is worth, in units per arm (100)."},
+    )
+    timezone = identifier(
+        64,
+        metadata={
+            "description": "IANA time zone of units that give none: where a variant's "
+            f"`send.local_hour` and the quiet hours are read (default {spec.DEFAULT_TIMEZONE})."
+        },
     )
     threshold_of_caring = fields.Float(
         validate=validate.Range(0, 1e12, min_inclusive=False),
@@ -159,6 +190,7 @@ class ExperimentSchema(Schema):
     threshold_of_caring = fields.Float()
     prior = fields.String()
     prior_units = fields.Float()
+    timezone = fields.String()
     priors = fields.Dict(allow_none=True, metadata={"description": "segment → variant → [α, β]"})
     period = fields.Integer(attribute="current_period")
     created_at = fields.DateTime()
@@ -200,6 +232,10 @@ class ExperimentQuerySchema(Schema):
     status = fields.String(validate=one_of(spec.STATUSES))
 
 
+class NoFieldsSchema(Schema):
+    """Start and pause take no fields: a body, if any, is `{}`."""
+
+
 class ConcludeSchema(Schema):
     winner = fields.String(
         validate=VariantKey,
@@ -208,9 +244,8 @@ class ConcludeSchema(Schema):
 
 
 class ReweightSchema(Schema):
-    now = fields.AwareDateTime(
-        default_timezone=UTC,
-        metadata={"description": "Simulated clock (ISO 8601); honoured for admin keys only."},
+    now = Moment(
+        metadata={"description": "Simulated clock (ISO 8601); honoured for admin keys only."}
     )
 
 

@@ -13,7 +13,7 @@ from api.learnings.schemas import (
     ManualLearningSchema,
     PublishSchema,
 )
-from api.parser import Blueprint
+from api.parser import Blueprint, page_window
 from experiments import learnings
 from experiments.learnings import Filters, Thresholds
 
@@ -25,7 +25,7 @@ blp = Blueprint(
 )
 
 
-@blp.route("/experiments/<key>/learnings")
+@blp.route("/experiments/<key:key>/learnings")
 class PublishLearnings(MethodView):
     @requires("manage")
     @blp.arguments(PublishSchema())
@@ -48,14 +48,15 @@ class Learnings(MethodView):
     @blp.paginate(page_size=50, max_page_size=500)
     def get(self, query, pagination_parameters):
         """Search the registry: filters, text search (q), sort by lift or date"""
+        offset, limit = page_window(pagination_parameters)
         sort = query.pop("sort")
         tags = tuple(query.pop("tag", ()))
         items, total = learnings.search(
             session=get_session(),
             filters=Filters(tags=tags, **query),
             sort=sort,
-            offset=pagination_parameters.first_item,
-            limit=pagination_parameters.page_size,
+            offset=offset,
+            limit=limit,
         )
         pagination_parameters.item_count = total
         return items
@@ -83,7 +84,7 @@ class Evidence(MethodView):
         return json_response(learnings.evidence(session=get_session(), **query))
 
 
-@blp.route("/learnings/<int:learning_id>")
+@blp.route("/learnings/<id:learning_id>")
 class LearningById(MethodView):
     @requires("read")
     @blp.response(200, LearningSchema)

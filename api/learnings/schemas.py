@@ -1,12 +1,14 @@
 """The learnings registry's shapes: a learning, a hand-written one, the query, the evidence."""
 
-from datetime import UTC
-
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from api.rules import Identifier, Moment, identifier, text
+from experiments import bounds
 from experiments.learnings import SORTS
 
 VERDICTS = ("win", "loss", "flat", "inconclusive")
+# A relative lift of a million-fold: beyond it a number is a typo, not a finding.
+MAX_LIFT = 1e6
 
 
 class LearningSchema(Schema):
@@ -51,13 +53,17 @@ class PublishSchema(Schema):
         metadata={"description": "A 95% interval within ±this is flat (default 0.02)"},
     )
     tags = fields.List(
-        fields.String(validate=validate.Length(1, 64)), validate=validate.Length(max=20)
+        identifier(64),
+        validate=validate.Length(max=20),
+        metadata={"description": "Added to the tags the learnings already have."},
     )
 
 
 class LiftInSchema(Schema):
-    mean = fields.Float(required=True, validate=validate.Range(-1, min_inclusive=False))
-    ci = fields.List(fields.Float(), validate=validate.Length(equal=2))
+    mean = fields.Float(required=True, validate=validate.Range(-1, MAX_LIFT, min_inclusive=False))
+    ci = fields.List(
+        fields.Float(validate=validate.Range(-1, MAX_LIFT)), validate=validate.Length(equal=2)
+    )
 
     @validates_schema
     def ordered(self, data, **kwargs):
@@ -72,42 +78,44 @@ class LiftInSchema(Schema):
 
 
 class ManualLearningSchema(Schema):
-    summary = fields.String(required=True, validate=validate.Length(1, 2000))
-    experiment = fields.String(validate=validate.Length(1, 64))
-    metric = fields.String(validate=validate.Length(1, 64))
-    segment = fields.String(validate=validate.Length(1, 64))
-    factor = fields.String(validate=validate.Length(1, 64))
-    level = fields.String(validate=validate.Length(1, 200))
-    baseline_level = fields.String(validate=validate.Length(1, 200))
-    channel = fields.String(validate=validate.Length(1, 200))
+    summary = text(2000, 1, required=True)
+    experiment = identifier(64)
+    metric = identifier(64)
+    segment = identifier(64)
+    factor = identifier(64)
+    level = identifier(200)
+    baseline_level = identifier(200)
+    channel = identifier(200)
     lift = fields.Nested(LiftInSchema)
     prob_better = fields.Float(validate=validate.Range(0, 1))
-    units = fields.Integer(validate=validate.Range(0))
+    units = fields.Integer(validate=validate.Range(0, bounds.MAX_ID))
     verdict = fields.String(load_default="inconclusive", validate=validate.OneOf(VERDICTS))
-    hypothesis = fields.String(validate=validate.Length(max=5000))
-    notes = fields.String(validate=validate.Length(max=20000))
-    tags = fields.List(
-        fields.String(validate=validate.Length(1, 64)), validate=validate.Length(max=20)
+    hypothesis = text(5000)
+    notes = text(20000)
+    tags = fields.List(identifier(64), validate=validate.Length(max=20))
+    links = fields.List(
+        fields.Url(validate=[validate.Length(max=2000), Identifier(2000)]),
+        validate=validate.Length(max=20),
     )
-    links = fields.List(fields.Url(), validate=validate.Length(max=20))
 
 
 class LearningQuerySchema(Schema):
-    segment = fields.String()
-    metric = fields.String()
-    factor = fields.String()
-    level = fields.String()
-    channel = fields.String()
-    experiment = fields.String()
+    segment = identifier(64)
+    metric = identifier(64)
+    factor = identifier(64)
+    level = identifier(200)
+    channel = identifier(200)
+    experiment = identifier(64)
     verdict = fields.String(validate=validate.OneOf(VERDICTS))
     source = fields.String(validate=validate.OneOf(["published", "manual"]))
-    tag = fields.List(fields.String(), metadata={"description": "Every tag given (repeat it)"})
-    since = fields.AwareDateTime(default_timezone=UTC)
-    until = fields.AwareDateTime(default_timezone=UTC)
-    q = fields.String(
-        validate=validate.Length(1, 200),
-        metadata={"description": "Text search over summary, hypothesis and notes"},
+    tag = fields.List(
+        identifier(64),
+        validate=validate.Length(max=20),
+        metadata={"description": "Every tag given (repeat it)"},
     )
+    since = Moment()
+    until = Moment()
+    q = identifier(200, metadata={"description": "Text search over summary, hypothesis and notes"})
     sort = fields.String(
         load_default="-date",
         validate=validate.OneOf(SORTS),
@@ -116,10 +124,10 @@ class LearningQuerySchema(Schema):
 
 
 class EvidenceQuerySchema(Schema):
-    segment = fields.String(load_default="all")
-    metric = fields.String(required=True)
-    factor = fields.String(required=True)
-    level = fields.String(required=True)
+    segment = identifier(64, load_default="all")
+    metric = identifier(64, required=True)
+    factor = identifier(64, required=True)
+    level = identifier(200, required=True)
 
 
 class EvidenceSchema(Schema):

@@ -4,13 +4,13 @@ Events are checked in plain Python (as assignment batches are): a nested marshma
 per event would cost more than storing it. The OpenAPI description is given by hand.
 """
 
-import math
-from datetime import UTC, datetime
-
 from marshmallow import Schema, ValidationError, fields
 
+from experiments import bounds
 from experiments.outcomes import MAX_BATCH, OutcomeEvent
-from experiments.spec import SLUG
+from experiments.spec import SLUG, SLUG_PATTERN
+
+IDENTIFIER_RULE = f"1 to {bounds.MAX_IDENTIFIER} characters, {bounds.IDENTIFIER_RULE}"
 
 EVENT_FIELDS = {
     "event_id",
@@ -26,16 +26,31 @@ EVENT_DOC = {
     "required": ["event_id", "metric"],
     "description": "Give `assignment_id`, or `experiment` and `unit_id`.",
     "properties": {
-        "event_id": {"type": "string", "minLength": 1, "maxLength": 200},
-        "experiment": {"type": "string", "description": "experiment key"},
-        "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "event_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": bounds.MAX_IDENTIFIER,
+            "description": f"Printable characters only; {bounds.IDENTIFIER_RULE}.",
+        },
+        "experiment": {"type": "string", "pattern": SLUG_PATTERN, "description": "experiment key"},
+        "unit_id": {"type": "string", "minLength": 1, "maxLength": bounds.MAX_IDENTIFIER},
         "assignment_id": {"type": "string", "minLength": 1, "maxLength": 32},
-        "metric": {"type": "string", "description": "a metric key of the experiment"},
-        "value": {"type": "number", "default": 1, "description": "1 for a binary metric"},
+        "metric": {
+            "type": "string",
+            "pattern": SLUG_PATTERN,
+            "description": "a metric key of the experiment",
+        },
+        "value": {
+            "type": "number",
+            "default": 1,
+            "minimum": -bounds.MAX_OUTCOME_VALUE,
+            "maximum": bounds.MAX_OUTCOME_VALUE,
+            "description": "1 for a binary metric",
+        },
         "occurred_at": {
             "type": "string",
             "format": "date-time",
-            "description": "when it happened (default: when received); UTC if no offset",
+            "description": f"when it happened (default: when received): {bounds.MOMENT_RULE}",
         },
     },
     "additionalProperties": False,
@@ -48,38 +63,37 @@ def parse_event(event) -> tuple[OutcomeEvent | None, dict[str, list[str]]]:
         return None, {"_schema": ["Must be an object (an outcome event)."]}
     problems: dict[str, list[str]] = {}
     event_id = event.get("event_id")
-    if not isinstance(event_id, str) or not 1 <= len(event_id) <= 200:
-        problems["event_id"] = ["Required: a string of 1 to 200 characters."]
+    if not bounds.is_identifier(event_id):
+        problems["event_id"] = [f"Required: {IDENTIFIER_RULE}."]
     metric = event.get("metric")
-    if not isinstance(metric, str) or not SLUG.match(metric):
+    if not isinstance(metric, str) or not SLUG.fullmatch(metric):
         problems["metric"] = ["Required: a metric key (a slug)."]
     experiment = event.get("experiment")
-    if experiment is not None and (not isinstance(experiment, str) or not SLUG.match(experiment)):
+    if experiment is not None and (
+        not isinstance(experiment, str) or not SLUG.fullmatch(experiment)
+    ):
         problems["experiment"] = ["Must be an experiment key (a slug)."]
     unit_id = event.get("unit_id")
-    if unit_id is not None and (not isinstance(unit_id, str) or not 1 <= len(unit_id) <= 200):
-        problems["unit_id"] = ["Must be a string of 1 to 200 characters."]
+    if unit_id is not None and not bounds.is_identifier(unit_id):
+        problems["unit_id"] = [f"Must be {IDENTIFIER_RULE}."]
     assignment_id = event.get("assignment_id")
-    if assignment_id is not None and (
-        not isinstance(assignment_id, str) or not 1 <= len(assignment_id) <= 32
-    ):
+    if assignment_id is not None and not bounds.is_identifier(assignment_id, 32):
         problems["assignment_id"] = ["Must be an assignment id (1 to 32 characters)."]
     if assignment_id is None and (experiment is None or unit_id is None):
         problems.setdefault("assignment_id", []).append(
             "Give assignment_id, or experiment and unit_id."
         )
     value = event.get("value", 1.0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        problems["value"] = ["Must be a finite number."]
+    problem = bounds.outcome_value_problem(value)
+    if problem:
+        problems["value"] = [problem]
     occurred_at = event.get("occurred_at")
     moment = None
     if occurred_at is not None:
         try:
-            moment = datetime.fromisoformat(occurred_at)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-        except (TypeError, ValueError):
-            problems["occurred_at"] = ["Must be an ISO 8601 date and time."]
+            moment = bounds.parse_moment(occurred_at)
+        except ValueError as error:
+            problems["occurred_at"] = [str(error)]
     for name in event.keys() - EVENT_FIELDS:
         problems[name] = ["Unknown field."]
     if problems:
@@ -115,14 +129,11 @@ class EventList(fields.Field):
         return events
 
 
-BATCH_DOC = {
-    "type": "object",
-    "required": ["events"],
-    "properties": {
-        "events": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": EVENT_DOC}
-    },
-    "additionalProperties": False,
-}
+class EventBatchSchema(Schema):
+    events = EventList(
+        required=True,
+        metadata={"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": EVENT_DOC},
+    )
 
 
 class CountsSchema(Schema):

@@ -18,7 +18,7 @@ blp = Blueprint(
 )
 
 
-@blp.route("/<key>/results")
+@blp.route("/<key:key>/results")
 class Results(MethodView):
     @requires("read")
     @blp.arguments(ResultsQuerySchema(), location="query")

@@ -2,6 +2,8 @@
 
 from marshmallow import Schema, fields
 
+from api.experiments.schemas import Slug
+
 Probability = fields.Float(allow_none=True)
 
 
@@ -84,7 +86,7 @@ class ResultsSchema(Schema):
 
 
 class ResultsQuerySchema(Schema):
-    metric = fields.String(metadata={"description": "Default: the primary metric"})
+    metric = fields.String(validate=Slug, metadata={"description": "Default: the primary metric"})
     segment = fields.String(
-        metadata={"description": "One segment (with `all`); default: every one"}
+        validate=Slug, metadata={"description": "One segment (with `all`); default: every one"}
     )

@@ -195,10 +195,57 @@ def test_send_at_uses_the_time_zone_and_quiet_hours(client, keys):
     assert answer["send_at"] == expected[answer["variant"]]
 
 
-def test_unknown_time_zone_is_400_and_stores_nothing(client, keys, database):
+@pytest.mark.parametrize(
+    ("timezone", "expected"),
+    [
+        # Quiet hours 21-8: 19:00 Paris in January is 18:00 UTC; 9:00 is 08:00 UTC.
+        (
+            "Europe/Paris",
+            {
+                "morning-push": "2026-01-16T08:00:00+00:00",
+                "evening-email": "2026-01-15T18:00:00+00:00",
+            },
+        ),
+        (
+            None,
+            {
+                "morning-push": "2026-01-16T09:00:00+00:00",
+                "evening-email": "2026-01-15T19:00:00+00:00",
+            },
+        ),
+    ],
+    ids=["the experiment's time zone", "UTC by default"],
+)
+def test_a_unit_without_a_time_zone_is_where_the_experiment_says(client, keys, timezone, expected):
+    """send_at is never null for a local-hour message: units that give no time zone are in
+    the experiment's (`timezone`, default UTC); a unit's own time zone still wins."""
+    start(client, keys, experiment_body(holdout=0, timezone=timezone))
+    now = "2026-01-15T12:00:00Z"
+    for unit in range(8):
+        answer = assign(client, keys["admin"], f"u-{unit}", now=now).json
+        assert answer["send_at"] == expected[answer["variant"]]
+    own = assign(client, keys["admin"], "u-ny", timezone="America/New_York", now=now).json
+    assert (
+        own["send_at"]
+        == {
+            "morning-push": "2026-01-15T14:00:00+00:00",
+            "evening-email": "2026-01-16T00:00:00+00:00",
+        }[own["variant"]]
+    )
+
+
+def test_an_experiment_in_an_unknown_time_zone_is_refused(client, keys):
+    for timezone in ("Mars/Olympus", "Europe/Paris\n", "../etc/passwd"):
+        body = experiment_body(timezone=timezone)
+        response = client.post("/v1/experiments", json=body, headers=keys["manage"])
+        assert response.status_code == 422, response.json
+        assert "timezone" in response.json["errors"]
+
+
+def test_unknown_time_zone_is_422_and_stores_nothing(client, keys, database):
     start(client, keys, experiment_body())
     response = assign(client, keys["assign"], "u-1", timezone="Mars/Olympus")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "Mars/Olympus" in response.json["message"]
     batch = client.post(
         "/v1/assignments/batch",
@@ -208,7 +255,8 @@ def test_unknown_time_zone_is_400_and_stores_nothing(client, keys, database):
             "units": [{"unit_id": "a"}, {"unit_id": "b", "timezone": "Nowhere/Land"}],
         },
     )
-    assert batch.status_code == 400
+    assert batch.status_code == 422
+    assert "units.1.timezone" in batch.json["errors"]
     assert count(database, Assignment) == 0
 
 
@@ -401,11 +449,11 @@ def test_scheduled_reweight_happens_on_the_first_request_after_it_is_due(client,
     # One second before the due time nothing happens (the clock is simulated by `now`)…
     assert early["period"] in (1, 2)
     later = assign(
-        client, keys["admin"], "later", experiment="renewal-reminder", now="2100-01-01T00:00:00Z"
+        client, keys["admin"], "later", experiment="renewal-reminder", now="2099-12-31T00:00:00Z"
     ).json
     assert later["period"] == 2
     again = assign(
-        client, keys["admin"], "again", experiment="renewal-reminder", now="2100-01-01T00:00:01Z"
+        client, keys["admin"], "again", experiment="renewal-reminder", now="2099-12-31T00:00:01Z"
     ).json
     assert again["period"] == 2  # …and it is not due again for update_every_seconds
 

@@ -128,8 +128,8 @@ def test_every_non_public_route_is_in_the_auth_matrix(app):
             continue
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             path = (
-                rule.rule.replace("<key>", "onboarding-nudge")
-                .replace("<int:job_id>", "1")
-                .replace("<int:learning_id>", "1")
+                rule.rule.replace("<key:key>", "onboarding-nudge")
+                .replace("<id:job_id>", "1")
+                .replace("<id:learning_id>", "1")
             )
             assert (method, path) in covered, f"{method} {rule.rule} is not in the auth matrix"

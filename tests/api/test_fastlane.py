@@ -62,7 +62,7 @@ def test_the_lane_and_the_view_give_the_same_bytes(app, client, flask_only, keys
         ({"unit_id": ""}, "assign", 422, "unit_id"),
         ({"experiment": "Not A Slug"}, "assign", 422, "experiment"),
         ({"attributes": [1]}, "assign", 422, "attributes"),
-        ({"timezone": "Mars/Olympus"}, "assign", 400, "timezone"),
+        ({"timezone": "Mars/Olympus"}, "assign", 422, "timezone"),
         ({"experiment": "no-such-experiment"}, "assign", 404, None),
     ],
 )

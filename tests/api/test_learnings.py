@@ -5,8 +5,11 @@ the pooled evidence across experiments; on SQLite and PostgreSQL."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from analysis.evidence import Study, random_effects
+from experiments import learnings
+from experiments.errors import Conflict
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import FACTORIAL, experiment_body
 
@@ -145,6 +148,39 @@ def test_concluding_publishes_the_learnings(client, keys):
         headers=keys["manage"],
     )
     assert response.status_code == 200
+    assert len(query(client, keys, experiment="onboarding-nudge")) == 9
+
+
+def test_a_conclusion_whose_learnings_cannot_be_published_is_not_stored(client, keys, monkeypatch):
+    """The answer describes what was stored: a 409 leaves the experiment running."""
+    onboarding(client, keys)
+
+    def refuse(**_):
+        raise Conflict("Learnings of 'onboarding-nudge' were being published; retry.")
+
+    monkeypatch.setattr(learnings, "publish", refuse)
+    response = client.post("/v1/experiments/onboarding-nudge/conclude", headers=keys["manage"])
+    assert response.status_code == 409
+    read = client.get("/v1/experiments/onboarding-nudge", headers=keys["read"]).json
+    assert (read["status"], read["winner"], read["concluded_at"]) == ("running", None, None)
+    assert query(client, keys, experiment="onboarding-nudge") == []
+
+
+def test_a_conclusion_that_collides_with_a_publication_runs_again(client, keys, monkeypatch):
+    onboarding(client, keys)
+    publish_for_real, collisions = learnings.publish, []
+
+    def collide_once(**kwargs):
+        if not collisions:
+            collisions.append(1)
+            publish_for_real(**kwargs)
+            raise IntegrityError("INSERT INTO learning", {}, Exception("unique index"))
+        return publish_for_real(**kwargs)
+
+    monkeypatch.setattr(learnings, "publish", collide_once)
+    response = client.post("/v1/experiments/onboarding-nudge/conclude", headers=keys["manage"])
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "concluded"
     assert len(query(client, keys, experiment="onboarding-nudge")) == 9
 
 

@@ -215,14 +215,14 @@ def test_unattributable_events_are_stored_with_their_reason(client, keys, databa
         ({"experiment": None}, "events.2.assignment_id"),
     ],
 )
-def test_one_invalid_event_is_a_400_naming_it_and_nothing_is_stored(
+def test_one_invalid_event_is_a_422_naming_it_and_nothing_is_stored(
     client, keys, database, running, bad, field
 ):
     assign(client, keys, "u-1")
     broken = {**event("e-3"), **bad}
     broken = {k: v for k, v in broken.items() if v is not None}
     response = send(client, keys, event("e-1"), event("e-2"), broken)
-    assert response.status_code == 400, response.json
+    assert response.status_code == 422, response.json
     assert field in response.json["errors"], response.json
     assert outcomes(database) == []
     assert arm(database, assign(client, keys, "u-1")["variant"], "activated").conversions == 0
@@ -231,10 +231,15 @@ def test_one_invalid_event_is_a_400_naming_it_and_nothing_is_stored(
 def test_batch_shape_errors(client, keys):
     for body in ({}, {"events": []}, {"events": "x"}, {"events": [event("e")] * 10_001}, {"e": 1}):
         response = client.post("/v1/outcomes/batch", json=body, headers=keys["assign"])
-        assert response.status_code == 400, body
-        assert response.json["code"] == 400
-    response = client.post("/v1/outcomes", data="not json", headers=keys["assign"])
-    assert response.status_code == 400
+        assert response.status_code == 422, body
+        assert response.json["code"] == 422
+    for path in ("/v1/outcomes", "/v1/outcomes/batch"):
+        response = client.post(
+            path, data="not json", headers={**keys["assign"], "Content-Type": "application/json"}
+        )
+        assert (response.status_code, response.json["code"]) == (400, 400)
+        response = client.post(path, data="not json", headers=keys["assign"])
+        assert (response.status_code, response.json["code"]) == (415, 415)
 
 
 def test_decision_stickiness_attributes_to_the_latest_decision_before(client, keys, database):

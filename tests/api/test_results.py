@@ -140,7 +140,7 @@ def test_filters_and_bad_queries(client, keys):
         response = client.get(
             f"/v1/experiments/{KEY}/results", query_string=query, headers=keys["read"]
         )
-        assert response.status_code == 400
+        assert response.status_code == 422
         assert set(response.json) == {"code", "status", "message", "errors"}
         assert field in response.json["errors"]
         assert "activated" in str(response.json["errors"]) or "newcomers" in str(response.json)

@@ -262,3 +262,77 @@ def test_the_served_instance_runs_analyses_in_a_thread(tmp_path):
         assert job["status"] == "succeeded", (job, log[-3000:])
         assert "sampling" in seen  # progress was reported on the way
         assert job["result"]["sampler"]["draws"] == 200
+
+
+def raw_request(base: str, head: bytes, body_chunks=()) -> tuple[int, dict, bytes]:
+    """Send bytes as they are (requests would fix what the test means to break); the status,
+    headers and body of the answer."""
+    import socket
+
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(head)
+        try:
+            for chunk in body_chunks:
+                connection.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the whole body was sent
+        received = b""
+        while True:
+            try:
+                data = connection.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            received += data
+            if b"\r\n\r\n" in received:
+                head_part, _, rest = received.partition(b"\r\n\r\n")
+                length = re.search(rb"content-length:\s*(\d+)", head_part, re.I)
+                if length and len(rest) >= int(length.group(1)):
+                    break
+    head_part, _, rest = received.partition(b"\r\n\r\n")
+    lines = head_part.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, rest
+
+
+def assert_error_shape(status: int, headers: dict, body: bytes, expected: int) -> None:
+    import json
+
+    assert status == expected, body[:300]
+    assert headers["content-type"].startswith("application/json"), headers
+    answer = json.loads(body)
+    assert set(answer) == {"code", "status", "message", "errors"}
+    assert answer["code"] == expected
+
+
+def test_refusals_before_the_app_are_in_the_error_shape_too(served):
+    """gunicorn refuses an over-long request line (414) or header (431) itself; a body over
+    32 MB is a 413 whether its length is announced or it comes in chunks."""
+    base, token, _, _ = served
+    auth = f"Authorization: Bearer {token}\r\n".encode()
+    long_query = b"GET /v1/learnings?q=" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert_error_shape(*raw_request(base, long_query), 414)
+    big_header = b"GET /v1/experiments HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n"
+    assert_error_shape(*raw_request(base, big_header), 431)
+
+    size = 33 * 1024 * 1024
+    announced = (
+        b"POST /v1/outcomes/batch HTTP/1.1\r\nHost: x\r\n"
+        + auth
+        + b"Content-Type: application/json\r\nContent-Length: "
+        + str(size).encode()
+        + b"\r\n\r\n"
+    )
+    assert_error_shape(*raw_request(base, announced, [b" " * (1024 * 1024)] * 33), 413)
+    chunk = b" " * (1024 * 1024)
+    chunked = (
+        b"POST /v1/outcomes/batch HTTP/1.1\r\nHost: x\r\n"
+        + auth
+        + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunks = [b"%x\r\n" % len(chunk) + chunk + b"\r\n"] * 33 + [b"0\r\n\r\n"]
+    assert_error_shape(*raw_request(base, chunked, chunks), 413)
+    # The server still answers everyone afterwards.
+    assert requests.get(f"{base}/health", timeout=5).status_code == 200

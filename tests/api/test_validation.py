@@ -74,7 +74,6 @@ CASES = [
     ("some weights missing", ONBOARDING, second_variant(weight=None), "variants.1.weight"),
     ("one variant only", ONBOARDING, top(variants=[ONBOARDING["variants"][0]]), "variants"),
     ("no variants nor factors", ONBOARDING, top(variants=_DROP, factors=_DROP), "variants"),
-    ("control missing", ONBOARDING, top(control=_DROP), "control"),
     ("control unknown", ONBOARDING, top(control="nope"), "control"),
     (
         "factor level unknown",
@@ -255,3 +254,16 @@ def test_all_errors_are_reported_at_once(client, keys):
     assert response.status_code == 422
     assert {"key", "holdout", "variants.0.weight"} <= set(response.json["errors"])
     assert "(and 2 more)" in response.json["message"]
+
+
+@pytest.mark.parametrize(
+    ("base", "control"),
+    [(ONBOARDING, "morning-push"), (FACTORIAL, "timing=morning,tone=friendly,channel=email")],
+    ids=["listed variants: the first", "generated factorial: every factor's first level"],
+)
+def test_without_a_control_the_first_variant_is_the_control(client, keys, base, control):
+    response = client.post(
+        "/v1/experiments", json=experiment_body(base, control=None), headers=keys["manage"]
+    )
+    assert response.status_code == 201, response.json
+    assert response.json["control"] == control

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from experiments.errors import BadRequest
+from experiments.errors import InvalidSpec
 from experiments.spec import QuietHours
 from experiments.timing import next_local_time, send_at, zone
 
@@ -90,8 +90,10 @@ def test_without_time_zone_a_local_hour_cannot_be_placed():
     assert send_at(None, utc(2026, 1, 15, 23), None, NIGHT) == utc(2026, 1, 15, 23)
 
 
-@pytest.mark.parametrize("name", ["Mars/Olympus", "", "../../etc/passwd", "/etc/localtime"])
-def test_unknown_time_zone_is_a_bad_request(name):
-    with pytest.raises(BadRequest) as raised:
+@pytest.mark.parametrize(
+    "name", ["Mars/Olympus", "", "../../etc/passwd", "/etc/localtime", "UTC\n", "Europe/\x00Paris"]
+)
+def test_unknown_time_zone_breaks_a_rule(name):
+    with pytest.raises(InvalidSpec) as raised:
         zone(name)
     assert "timezone" in raised.value.errors

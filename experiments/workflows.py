@@ -1,0 +1,53 @@
+"""Use cases that change an experiment and the learnings registry together, each in one
+transaction, so that an answer always describes what was stored: creating an experiment that
+starts from the registry's evidence, and concluding one, which publishes what it showed.
+"""
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from experiments import learnings, lifecycle
+from experiments.errors import Conflict
+from experiments.models import Experiment
+from experiments.spec import ExperimentSpec
+
+# A conclusion that collides with a publication of the same experiment's learnings made at the
+# same moment (a unique index decides) is run again from the start this many times.
+ATTEMPTS = 3
+
+
+def create(*, session: Session, spec: ExperimentSpec, now: datetime | None = None) -> Experiment:
+    """Store a new draft; with `"prior": "learnings"`, with the registry's evidence as it
+    stands now as its prior."""
+    experiment = lifecycle.create_experiment(session=session, spec=spec, now=now, commit=False)
+    if experiment.prior == "learnings":
+        experiment.priors = learnings.learned_priors(session=session, experiment=experiment)
+    try:
+        session.commit()
+    except IntegrityError as error:  # another request created the same key in between
+        session.rollback()
+        raise Conflict(f"An experiment with key '{spec.key}' already exists.") from error
+    session.refresh(experiment)
+    return experiment
+
+
+def conclude(
+    *, session: Session, key: str, winner: str | None = None, now: datetime | None = None
+) -> Experiment:
+    """Conclude (every unit gets the winner from now on) and publish the learnings, together:
+    if publishing fails, the experiment is not concluded either."""
+    for _ in range(ATTEMPTS):
+        experiment = lifecycle.conclude_experiment(
+            session=session, key=key, winner=winner, now=now, commit=False
+        )
+        try:
+            learnings.publish(session=session, key=key, commit=False)
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            continue
+        session.refresh(experiment)
+        return experiment
+    raise Conflict(f"Learnings of '{key}' were being published at the same time; retry.")

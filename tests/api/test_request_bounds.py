@@ -1,0 +1,138 @@
+"""Every field of every request schema is bounded: a string in length and characters, a number
+in a finite range, a list in length, a free-form object in depth and size. A new field
+declared without a bound fails here, before a fuzzer finds what it lets through."""
+
+import pytest
+from marshmallow import Schema, fields, validate
+
+from api.assignments.schemas import UnitList
+from api.outcomes.schemas import EventList
+from api.rules import FullMatch, Identifier, JsonObject, Moment, Text, TimeZone
+from experiments import bounds
+
+# Fields checked by hand-written code instead of a validator, each with the test that covers it.
+CHECKED_IN_PLAIN_PYTHON = {
+    # experiments.spec._segments: a scalar, or a list of at most 1,000 (test_hostile_input).
+    ("RuleSchema", "value"),
+    # api.assignments.schemas.unit_problems (test_hostile_input, test_assignments).
+    ("BatchRequestSchema", "units"),
+    # api.outcomes.schemas.parse_event (test_hostile_input, test_outcomes).
+    ("EventBatchSchema", "events"),
+}
+
+
+def request_schemas(app):
+    """(name, schema) of every schema a view reads its arguments with."""
+    found = {}
+    for view in app.view_functions.values():
+        for method in ("get", "post", "put", "patch", "delete"):
+            function = getattr(getattr(view, "view_class", None), method, None)
+            apidoc = getattr(function, "_apidoc", {})
+            for parameter in apidoc.get("arguments", {}).get("parameters", []):
+                schema = parameter["schema"]
+                found[type(schema).__name__] = schema
+    return found
+
+
+def problems(schema, path=""):
+    """Each field of `schema` (recursively) that lacks a bound, as 'Schema.field: why'."""
+    name = type(schema).__name__
+    for field_name, field in schema.fields.items():
+        where = f"{path}{name}.{field_name}"
+        if (name, field_name) in CHECKED_IN_PLAIN_PYTHON:
+            continue
+        why = unbounded(field, where)
+        if why:
+            yield f"{where}: {why}"
+
+
+def unbounded(field, where) -> str | None:
+    validators = list(field.validators)
+    lengths = [
+        v
+        for v in validators
+        if isinstance(v, validate.Length) and (v.max is not None or v.equal is not None)
+    ]
+    ranges = [
+        v
+        for v in validators
+        if isinstance(v, validate.Range) and v.min is not None and v.max is not None
+    ]
+    choices = [v for v in validators if isinstance(v, validate.OneOf)]
+    if isinstance(field, Moment | fields.Boolean) or choices:
+        return None
+    if isinstance(field, UnitList | EventList):
+        return None
+    if isinstance(field, fields.String):  # Url and Email too
+        if any(isinstance(v, FullMatch | Identifier | Text | TimeZone) for v in validators):
+            return None
+        return "a string needs a pattern, or an identifier or text rule (api/rules.py)"
+    if isinstance(field, fields.Number):
+        return None if ranges else "a number needs a range with both ends"
+    if isinstance(field, JsonObject):
+        return None
+    if isinstance(field, fields.Dict):
+        if not lengths:
+            return "a dict needs a maximum number of keys (or JsonObject)"
+        for part in (field.key_field, field.value_field):
+            why = part is not None and unbounded(part, where)
+            if why:
+                return why
+        return None
+    if isinstance(field, fields.List):
+        if not lengths:
+            return "a list needs a maximum length"
+        return unbounded(field.inner, where)
+    if isinstance(field, fields.Nested):
+        inner = list(problems(field.schema, path=f"{where} → "))
+        return "; ".join(inner) or None
+    return f"no rule for a {type(field).__name__} field"
+
+
+def test_every_request_field_is_bounded(app):
+    schemas = request_schemas(app)
+    assert {"ExperimentInSchema", "BatchRequestSchema", "ManualLearningSchema"} <= set(schemas)
+    found = [problem for schema in schemas.values() for problem in problems(schema)]
+    assert found == []
+
+
+def test_the_bounds_check_sees_an_unbounded_field():
+    """The check above can fail: a schema with a bare string, number, list and dict."""
+
+    class CarelessSchema(Schema):
+        name = fields.String()
+        count = fields.Integer(validate=validate.Range(min=0))
+        tags = fields.List(fields.String(validate=Identifier()))
+        extra = fields.Dict()
+
+    found = list(problems(CarelessSchema()))
+    assert [line.split(":")[0] for line in found] == [
+        "CarelessSchema.name",
+        "CarelessSchema.count",
+        "CarelessSchema.tags",
+        "CarelessSchema.extra",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({"a": [1, {"b": "c"}]}, None),
+        ({"a": "\x00"}, "Strings"),
+        ({"\u202e": 1}, "Keys"),
+        ({"n": 2**53 + 1}, "Integers"),
+        ({"n": float("inf")}, "finite"),
+        ({"s": "x" * 100}, "Too large"),
+        ({"o": object()}, "Not JSON"),
+    ],
+)
+def test_json_problem_names_each_class(value, problem):
+    found = bounds.json_problem(value, max_bytes=64)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_json_problem_walks_any_depth_without_recursion():
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert "Nested too deep" in bounds.json_problem(deep, max_bytes=10**9)
