@@ -6,12 +6,15 @@ STAMP  := $(VENV)/.installed-stamp
 # Every install takes its versions from the lock (pyproject.toml keeps the ranges); `make lock`
 # rebuilds it.
 LOCK   := constraints.txt
+# `make run HOST=0.0.0.0 PORT=8001` to choose; the environment's HOST or PORT is not read.
+HOST   := 127.0.0.1
+PORT   := 8000
 
 .PHONY: run test bench lint format install lock clean
 
 run: install
 	$(BIN)/kairos db upgrade
-	$(BIN)/kairos serve
+	$(BIN)/kairos serve --host $(HOST) --port $(PORT)
 
 test: install
 	@scripts/ensure-postgres
