@@ -3,12 +3,18 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Every install takes its versions from the lock (pyproject.toml keeps the ranges); `make lock`
+# rebuilds it.
+LOCK   := constraints.txt
+# `make run HOST=0.0.0.0 PORT=8001` to choose; the environment's HOST or PORT is not read.
+HOST   := 127.0.0.1
+PORT   := 8000
 
-.PHONY: run test bench lint format install clean
+.PHONY: run test bench lint format install lock clean
 
 run: install
 	$(BIN)/kairos db upgrade
-	$(BIN)/kairos serve
+	$(BIN)/kairos serve --host $(HOST) --port $(PORT)
 
 test: install
 	@scripts/ensure-postgres
@@ -20,17 +26,30 @@ bench: install $(VENV)/.bench-stamp
 	@command -v wrk >/dev/null || scripts/ensure-wrk
 	$(BIN)/python -m bench
 
-$(VENV)/.bench-stamp: pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+$(VENV)/.bench-stamp: pyproject.toml $(LOCK)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev,bench]'
 	touch $@
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
+
+# Resolve pyproject's ranges afresh in a throwaway venv (every extra) and pin what came out.
+lock:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install --quiet --upgrade pip; \
+	"$$tmp/venv/bin/python" -m pip install --quiet -e '.[dev,bench]'; \
+	{ echo "# The resolved set of pip install -e '.[dev,bench]', pinned: make install and the bench"; \
+	  echo "# install use it as constraints. Made by 'make lock' (a fresh resolve in a throwaway"; \
+	  echo "# venv) on Python $$("$$tmp/venv/bin/python" -c 'import platform; print(platform.python_version(), platform.system(), platform.machine())'); do not edit by hand."; \
+	  "$$tmp/venv/bin/python" -m pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	@echo "$(LOCK) rebuilt: review 'git diff $(LOCK)', then run make test."
 
 lint: install
 	$(BIN)/ruff check .

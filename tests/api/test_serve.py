@@ -56,7 +56,9 @@ def serving(tmp_path, **extra_env):
             try:
                 if requests.get(f"{base}/health", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            # Refused until the server listens, unanswered while its workers still boot (over a
+            # second on a busy machine on its first run): both mean "not yet".
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         yield base, found and found.group(1), env, output
     finally:
