@@ -10,7 +10,10 @@ from experiments.assignment import MAX_BATCH
 UNIT_ID = fields.String(required=True, validate=validate.Length(1, 200))
 NOW = fields.AwareDateTime(
     default_timezone=UTC,
-    metadata={"description": "Simulated clock (ISO 8601); honoured for admin keys only."},
+    metadata={
+        "description": "Simulated clock (ISO 8601); honoured for admin keys only. It always "
+        "sees the latest allocation period, whichever node opened it."
+    },
 )
 
 
