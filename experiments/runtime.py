@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from experiments.db import Database
 from experiments.lifecycle import get_experiment
-from experiments.models import AllocationPeriod, Experiment
+from experiments.models import AllocationPeriod, Experiment, as_utc
 from experiments.spec import OTHER_SEGMENT, QuietHours
 
 
@@ -65,6 +65,7 @@ class Runtime:
     attribution_window_hours: float
     period: int
     period_seed: int
+    period_started_at: datetime | None
     period_weights: dict[str, SegmentWeights]
 
     def weights_of(self, segment: str) -> SegmentWeights:
@@ -127,6 +128,7 @@ def build_runtime(experiment: Experiment, period: AllocationPeriod | None) -> Ru
         attribution_window_hours=experiment.attribution_window_hours,
         period=period.number if period else 0,
         period_seed=period.seed if period else 0,
+        period_started_at=as_utc(period.started_at) if period else None,
         period_weights=period_weights,
     )
 

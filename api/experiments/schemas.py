@@ -210,7 +210,11 @@ class ConcludeSchema(Schema):
 class ReweightSchema(Schema):
     now = fields.AwareDateTime(
         default_timezone=UTC,
-        metadata={"description": "Simulated clock (ISO 8601); honoured for admin keys only."},
+        metadata={
+            "description": "Simulated clock (ISO 8601); honoured for admin keys only. Not "
+            "before the reweight that opened the current period (409): reweights happen in "
+            "time order."
+        },
     )
 
 

@@ -8,6 +8,7 @@ runs days in seconds, so only the simulated clock can tell them that a period ha
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import func
 from sqlmodel import select
 
 from bench.bench_simulated_clock import drive
@@ -151,6 +152,36 @@ def test_an_assignment_before_the_current_period_began_uses_the_current_period(
         assert answer["propensity"] == pytest.approx(
             period["weights"][answer["segment"]][answer["variant"]], abs=1e-6
         )
+
+
+def test_a_reweight_before_the_previous_reweight_is_409_and_changes_nothing(
+    database, keys, two_nodes
+):
+    """Reweights happen in time order: an earlier one would count conversions its clock has
+    not reached, and take the units assigned since for just assigned."""
+    a, b, clock = two_nodes(database, keys, update_every=WEEK)
+    assert reweight_at(a, keys["admin"], clock + 2 * DAY).status_code == 200
+    before = experiment_row(database)
+
+    response = reweight_at(b, keys["admin"], clock + DAY)
+    assert response.status_code == 409
+    assert set(response.json) == {"code", "status", "message", "errors"}
+    assert response.json["code"] == 409
+    assert "time order" in response.json["errors"]["now"][0]
+    after = experiment_row(database)
+    assert (after.current_period, after.next_reweight_at) == (2, before.next_reweight_at)
+    with database.session() as session:
+        assert session.exec(select(func.count()).select_from(AllocationPeriod)).one() == 2
+
+
+def test_a_backfill_clock_before_the_experiment_started_reweights_from_period_1(
+    database, keys, two_nodes
+):
+    """Period 1 opens at the start, on the real clock, which a backfill's clock precedes."""
+    _, b, clock = two_nodes(database, keys, update_every=WEEK)
+    response = reweight_at(b, keys["admin"], clock - 30 * DAY)
+    assert response.status_code == 200, response.json
+    assert response.json["period"] == 2
 
 
 def test_an_outcome_counts_in_the_period_its_assignment_used_whatever_a_node_cached(
