@@ -16,7 +16,8 @@ def load_settings(instance_path: str, environ: Mapping[str, str] | None = None) 
       (see `instance_secret`).
     - KAIROS_LOG_LEVEL: logging level name; default INFO.
     - KAIROS_CACHE_SECONDS: how long a worker reuses an experiment's configuration before
-      reading it again (default 1 s; state changes made by other workers show within it).
+      reading it again (default 1 s; state changes made by other workers show within it;
+      a request with a simulated `now` re-checks every time).
     - KAIROS_RUN_WORKER: run the analysis worker as a thread of `kairos serve` ("auto": only on
       the embedded SQLite default).
     """

@@ -85,9 +85,12 @@ def assign(
     It takes the database rather than a session: it runs its own short transaction on the
     driver connection (see experiments/assignment_store.py).
     """
+    # A simulated clock sees every period opened before it, whichever node opened it: its
+    # requests re-check the experiment's stamp rather than trust the cache's time to live.
+    simulated = now is not None
     now = now or utcnow()
     given = [_zone(u.timezone) if u.timezone else None for u in units]  # 422 before any write
-    runtime = cache.get(database=database, key=experiment_key)
+    runtime = cache.get(database=database, key=experiment_key, revalidate=simulated)
     # A unit that gives no time zone is where the experiment says its units are.
     default_zone = _zone(runtime.timezone)
     zones = [tz or default_zone for tz in given]

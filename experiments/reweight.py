@@ -239,7 +239,22 @@ def _delay_distribution(
 def _open_period(
     session: Session, runtime: Runtime, weights: dict, now: datetime
 ) -> AllocationPeriod:
-    """The next period, opened only if no other worker opened it first (else Conflict)."""
+    """The next period, opened only if no other worker opened it first (else Conflict).
+
+    Reweights happen in time order (else Conflict): one at a `now` before the reweight that
+    opened the current period would count conversions its clock has not reached and take
+    the units assigned after it for just assigned. Period 1 opens at the start, on the real
+    clock, which a backfill's clock may precede: it does not bind. A simulated clock that
+    restarted behind the current period (a second simulation run) assigns in that period and
+    reweights once it has caught up with it.
+    """
+    started = runtime.period_started_at
+    if runtime.period > 1 and started is not None and now < started:
+        message = (
+            f"`now` ({now.isoformat()}) is before the reweight that opened period "
+            f"{runtime.period} ({started.isoformat()}): reweights happen in time order."
+        )
+        raise Conflict(message, {"now": [message]})
     number = runtime.period + 1
     advanced = session.execute(
         update(Experiment)

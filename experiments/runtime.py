@@ -2,9 +2,11 @@
 
 The hot path must not read five tables per request. A `Runtime` is an immutable snapshot of an
 experiment, its variants, segments, metrics and current allocation period; `RuntimeCache`
-keeps it per process for `ttl` seconds. Staleness is safe: an assignment records the period
-and weight it actually used, and anything that changes state (a reweight claimed elsewhere,
-a pause) is re-checked in SQL or seen within `ttl`.
+keeps it per process for `ttl` seconds. On the real clock staleness is safe: an assignment
+records the period and weight it actually used, and anything that changes state (a reweight
+claimed elsewhere, a pause) is re-checked in SQL or seen within `ttl`. A simulated clock is
+not: it runs days in a second of real time, so its requests re-check the stamp every time
+(`revalidate`).
 """
 
 import threading
@@ -19,7 +21,7 @@ from sqlmodel import Session, select
 
 from experiments.db import Database
 from experiments.lifecycle import get_experiment
-from experiments.models import AllocationPeriod, Experiment
+from experiments.models import AllocationPeriod, Experiment, as_utc
 from experiments.spec import OTHER_SEGMENT, QuietHours
 
 
@@ -64,6 +66,7 @@ class Runtime:
     attribution_window_hours: float
     period: int
     period_seed: int
+    period_started_at: datetime | None
     period_weights: dict[str, SegmentWeights]
 
     def weights_of(self, segment: str) -> SegmentWeights:
@@ -127,6 +130,7 @@ def build_runtime(experiment: Experiment, period: AllocationPeriod | None) -> Ru
         attribution_window_hours=experiment.attribution_window_hours,
         period=period.number if period else 0,
         period_seed=period.seed if period else 0,
+        period_started_at=as_utc(period.started_at) if period else None,
         period_weights=period_weights,
     )
 
@@ -147,10 +151,16 @@ class RuntimeCache:
         self._entries: dict[str, tuple[float, Runtime, tuple]] = {}
         self._lock = threading.Lock()
 
-    def get(self, *, database: Database, key: str) -> Runtime:
+    def get(self, *, database: Database, key: str, revalidate: bool = False) -> Runtime:
+        """The experiment's runtime; `revalidate`: check the stamp whatever the entry's age.
+
+        Requests on a simulated clock (an admin's `now`) revalidate: seconds of real time are
+        days of theirs, and a reweight made before their `now` on another node must show. It
+        costs them the one indexed look-up; requests on the real clock keep the `ttl`.
+        """
         now = time.monotonic()
         entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < self.ttl:
+        if entry is not None and not revalidate and now - entry[0] < self.ttl:
             return entry[1]
         stamp = _stamp(database, key)  # before loading: a change meanwhile shows next time
         if entry is not None and stamp == entry[2]:

@@ -108,17 +108,18 @@ def app(database_url, tmp_path):
 @pytest.fixture
 def nodes(database_url):
     """nodes(n): n more app instances (own engines, as separate workers or hosts would have)
-    on this test's database; disposed at the end."""
+    on this test's database; disposed at the end. `cache_seconds` is their
+    KAIROS_CACHE_SECONDS (0: every request re-reads the experiment's stamp)."""
     made = []
 
-    def make(n: int = 2) -> list:
+    def make(n: int = 2, cache_seconds: float = 0) -> list:
         apps = [
             create_app(
                 {
                     "KAIROS_DATABASE_URL": database_url,
                     "SECRET_KEY": "s",
                     "TESTING": True,
-                    "KAIROS_CACHE_SECONDS": 0,
+                    "KAIROS_CACHE_SECONDS": cache_seconds,
                 }
             )
             for _ in range(n)

@@ -15,7 +15,12 @@ from experiments.assignment import MAX_BATCH
 
 UNIT_FIELDS = frozenset({"unit_id", "attributes", "timezone"})
 UNIT_ID_RULE = f"Required: 1 to {bounds.MAX_IDENTIFIER} characters, {bounds.IDENTIFIER_RULE}."
-NOW = Moment(metadata={"description": "Simulated clock (ISO 8601); honoured for admin keys only."})
+NOW = Moment(
+    metadata={
+        "description": "Simulated clock (ISO 8601); honoured for admin keys only. It always "
+        "sees the latest allocation period, whichever node opened it."
+    }
+)
 
 
 def unit_problems(unit) -> dict[str, list[str]]:

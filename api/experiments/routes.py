@@ -103,6 +103,11 @@ class ReweightExperiment(MethodView):
     @requires("manage")
     @blp.arguments(ReweightSchema())
     @blp.response(200, PeriodSchema)
+    @blp.alt_response(
+        409,
+        description="Not a running Thompson-sampling experiment, too few units per arm, or a "
+        "`now` before the previous reweight; nothing changed.",
+    )
     def post(self, body, key):
         """Reweight a Thompson-sampling experiment now: opens its next allocation period"""
         return reweight.reweight(

@@ -245,7 +245,11 @@ class ConcludeSchema(Schema):
 
 class ReweightSchema(Schema):
     now = Moment(
-        metadata={"description": "Simulated clock (ISO 8601); honoured for admin keys only."}
+        metadata={
+            "description": "Simulated clock (ISO 8601); honoured for admin keys only. Not "
+            "before the reweight that opened the current period (409): reweights happen in "
+            "time order."
+        }
     )
 
 
