@@ -10,10 +10,11 @@ Republishing replaces the experiment's published learnings in one transaction; a
 keeps one per (experiment, segment, metric, factor, level) even under concurrent publishing.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, cast, delete, func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -115,8 +116,8 @@ def publish(
         raise Conflict(
             f"Learnings of '{key}' were being published at the same time; retry."
         ) from error
-    for row in rows:
-        session.refresh(row)
+    # Not refreshed: a publication committed right after this one may already have replaced
+    # these rows; the answer is what this request stored (ids were assigned at the flush).
     return rows
 
 
@@ -389,9 +390,19 @@ def _conditions(session: Session, f: Filters) -> list:
     ):
         if value is not None:
             conditions.append(column == value)
-    for tag in f.tags:
-        # JSON text on SQLite and jsonb::text on PostgreSQL both render a tag as "tag".
-        conditions.append(cast(Learning.tags, String).like(f'%"{_escape_like(tag)}"%', escape="\\"))
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for index, tag in enumerate(f.tags):
+        # An element of the tags array equal to the tag, whatever it holds (quotes, backslashes,
+        # any script): the text of the JSON would spell those differently on each database.
+        name = f"tag_{index}"
+        if postgres:
+            condition = text(f"learning.tags @> CAST(:{name} AS jsonb)")
+            conditions.append(condition.bindparams(**{name: json.dumps([tag])}))
+        else:
+            condition = text(
+                f"EXISTS (SELECT 1 FROM json_each(learning.tags) WHERE value = :{name})"
+            )
+            conditions.append(condition.bindparams(**{name: tag}))
     if f.since is not None:
         conditions.append(Learning.created_at >= f.since)
     if f.until is not None:
@@ -399,10 +410,6 @@ def _conditions(session: Session, f: Filters) -> list:
     if f.q:
         conditions.append(_text_match(session, f.q))
     return conditions
-
-
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _text_match(session: Session, query: str):
@@ -446,7 +453,10 @@ def evidence(
         Learning.metric == metric,
         Learning.factor == factor,
         Learning.level == level,
-        Learning.lift_low.is_not(None),
+        # A learning whose control had no conversion has no lift mean (the ratio has none):
+        # it says nothing a pooled estimate could use.
+        Learning.lift_mean.is_not(None),
+        Learning.lift_low > -1,
         Learning.lift_high > Learning.lift_low,
     ]
     if baseline_level is not None:

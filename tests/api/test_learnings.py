@@ -2,6 +2,7 @@
 verdicts, idempotent republishing, hand-written learnings, every filter, text search, sorting,
 the pooled evidence across experiments; on SQLite and PostgreSQL."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -285,3 +286,64 @@ def test_a_hand_written_lift_out_of_order_is_refused_and_stores_nothing(client, 
     assert response.status_code == 422
     assert any(field.startswith("lift") for field in response.json["errors"])
     assert query(client, keys) == []
+
+
+def test_a_learning_whose_control_never_converted_leaves_evidence_and_priors_answering(
+    client, keys
+):
+    """Its lift has no mean (the ratio over a zero rate has none): evidence and learned priors
+    leave it out instead of failing for everyone."""
+    start(client, keys, experiment_body(holdout=0.0))
+    # Only evening-email (not the control) ever converts.
+    fill(
+        client,
+        keys,
+        "onboarding-nudge",
+        400,
+        lambda a, i: a["variant"] == "evening-email",
+        "activated",
+    )
+    published = publish(client, keys, "onboarding-nudge")
+    meanless = [x for x in published if x["lift"] and x["lift"]["mean"] is None]
+    assert meanless
+    for learning in meanless:
+        query = {name: learning[name] for name in ("segment", "metric", "factor", "level")}
+        evidence = client.get("/v1/learnings/evidence", query_string=query, headers=keys["read"])
+        assert evidence.status_code == 200, evidence.json
+        assert evidence.json["pooled"] is None
+    learned = experiment_body(key="next", prior="learnings")
+    response = client.post("/v1/experiments", json=learned, headers=keys["manage"])
+    assert response.status_code == 201, response.json
+
+
+def test_concurrent_publications_all_answer_what_they_stored(client, keys, nodes):
+    onboarding(client, keys)
+    apps = nodes(2)
+    answers: list = []
+
+    def publish_on(node: int) -> None:
+        with apps[node].test_client() as other:
+            for _ in range(6):
+                response = other.post(
+                    "/v1/experiments/onboarding-nudge/learnings", json={}, headers=keys["manage"]
+                )
+                answers.append((response.status_code, response.json))
+
+    threads = [threading.Thread(target=publish_on, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {status for status, _ in answers} <= {201, 409}, answers
+    assert sum(status == 201 for status, _ in answers) >= 6
+    assert len(query(client, keys, experiment="onboarding-nudge")) == 9
+
+
+@pytest.mark.parametrize("tag", ['say "hi"', "back\\slash", "café", "早上好", "50%_off"])
+def test_a_tag_is_found_whatever_characters_it_holds(client, keys, tag):
+    body = {"summary": "Tagged.", "tags": [tag, "other"]}
+    assert client.post("/v1/learnings", json=body, headers=keys["manage"]).status_code == 201
+    decoy = {"summary": "Decoy.", "tags": ["50%Xoff", "cafe", "say hi"]}
+    assert client.post("/v1/learnings", json=decoy, headers=keys["manage"]).status_code == 201
+    found = query(client, keys, tag=tag)
+    assert [x["summary"] for x in found] == ["Tagged."]
