@@ -4,6 +4,7 @@ import logging
 from http import HTTPStatus
 
 from marshmallow import Schema, fields
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from experiments.errors import KairosError
@@ -21,6 +22,7 @@ DEFAULT_MESSAGES = {
     415: "Send the body as JSON (Content-Type: application/json).",
     422: "The request is well-formed but some fields are invalid.",
     500: "Internal server error; it has been logged.",
+    503: "The database is busy or unreachable; nothing was changed. Retry shortly.",
 }
 
 
@@ -91,3 +93,24 @@ def handle_http_exception(error: HTTPException):
 
 def handle_domain_error(error: KairosError):
     return error_payload(error.status, error.message, error.errors), error.status
+
+
+def handle_database_error(error: OperationalError):
+    """A database that is busy beyond the wait (SQLite's lock held past busy_timeout) or
+    unreachable (PostgreSQL restarting, a dropped connection) is a 503 the client may retry:
+    the transaction was rolled back. Any other operational error is a 500."""
+    if _transient(error):
+        log.warning("Database unavailable: %s", error.orig)
+        return error_payload(503), 503, {"Retry-After": "1"}
+    log.exception("Database error")
+    return error_payload(500), 500
+
+
+def _transient(error: OperationalError) -> bool:
+    if error.connection_invalidated:
+        return True
+    text = str(error.orig).lower()
+    if "database is locked" in text or "database is busy" in text:
+        return True
+    module = type(error.orig).__module__ or ""
+    return module.startswith("psycopg")

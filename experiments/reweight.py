@@ -51,6 +51,9 @@ def maybe_reweight(
         or now < runtime.next_reweight_at
     ):
         return runtime
+    # Three short steps, so that no writer waits while the weights are computed (on SQLite a
+    # write transaction holds the one write lock): claim the due reweight, compute from a read
+    # snapshot, open the period if no other reweight opened one meanwhile.
     with database.session(write=True) as session:
         claimed = session.execute(
             update(Experiment)
@@ -61,40 +64,48 @@ def maybe_reweight(
             )
             .values(next_reweight_at=now + timedelta(seconds=runtime.update_every_seconds))
         ).rowcount
-        if claimed:
+        session.commit()
+    if claimed:
+        with database.session() as session:
             weights = compute_weights(session=session, runtime=runtime, now=now)
-            try:
-                if weights is not None:
+        if weights is not None:
+            with database.session(write=True) as session:
+                try:
                     _open_period(session, runtime, weights, now)
-                session.commit()
-            except Conflict:  # an on-demand reweight got there first; its period stands
-                session.rollback()
-        else:
-            session.rollback()
+                    session.commit()
+                except Conflict:  # another reweight got there first; its period stands
+                    session.rollback()
     cache.invalidate(runtime.key)
     return cache.get(database=database, key=runtime.key)
 
 
 def reweight(
-    *, session: Session, cache: RuntimeCache, key: str, now: datetime | None = None
+    *, database: Database, cache: RuntimeCache, key: str, now: datetime | None = None
 ) -> AllocationPeriod:
-    """Reweight now, on demand. Conflict if the experiment cannot be reweighted yet."""
+    """Reweight now, on demand. Conflict if the experiment cannot be reweighted yet, or if
+    another reweight opened a period while this one computed its weights.
+
+    The weights are computed from a read snapshot, outside any write transaction: for a large
+    experiment that takes seconds, during which every other writer would otherwise wait."""
     now = now or utcnow()
-    experiment = get_experiment(session=session, key=key)
-    if experiment.allocation != "thompson":
-        raise Conflict(f"Experiment '{key}' has a fixed split: there is nothing to reweight.")
-    if experiment.status != "running":
-        raise Conflict(f"Experiment '{key}' is {experiment.status}: only a running one reweights.")
-    cache.invalidate(key)
-    runtime = load_runtime(session=session, key=key)
-    weights = compute_weights(session=session, runtime=runtime, now=now, explain=True)
-    period = _open_period(session, runtime, weights, now)
-    session.execute(
-        update(Experiment)
-        .where(Experiment.id == runtime.experiment_id)
-        .values(next_reweight_at=now + timedelta(seconds=runtime.update_every_seconds))
-    )
-    session.commit()
+    with database.session() as session:
+        experiment = get_experiment(session=session, key=key)
+        if experiment.allocation != "thompson":
+            raise Conflict(f"Experiment '{key}' has a fixed split: there is nothing to reweight.")
+        if experiment.status != "running":
+            raise Conflict(
+                f"Experiment '{key}' is {experiment.status}: only a running one reweights."
+            )
+        runtime = load_runtime(session=session, key=key)
+        weights = compute_weights(session=session, runtime=runtime, now=now, explain=True)
+    with database.session(write=True) as session:
+        period = _open_period(session, runtime, weights, now)
+        session.execute(
+            update(Experiment)
+            .where(Experiment.id == runtime.experiment_id)
+            .values(next_reweight_at=now + timedelta(seconds=runtime.update_every_seconds))
+        )
+        session.commit()
     cache.invalidate(key)
     return period
 
