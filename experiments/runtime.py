@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 from experiments.db import Database
 from experiments.lifecycle import get_experiment
 from experiments.models import AllocationPeriod, Experiment, as_utc
+from experiments.segmentation import prepared
 from experiments.spec import OTHER_SEGMENT, QuietHours
 
 
@@ -124,7 +125,7 @@ def build_runtime(experiment: Experiment, period: AllocationPeriod | None) -> Ru
         next_reweight_at=experiment.next_reweight_at,
         variants=variants,
         variant_index=index,
-        segment_rules=tuple((s.key, s.rule) for s in experiment.segments),
+        segment_rules=tuple((s.key, prepared(s.rule)) for s in experiment.segments),
         metrics=tuple(m.key for m in experiment.metrics),
         metric_types={m.key: m.type for m in experiment.metrics},
         attribution_window_hours=experiment.attribution_window_hours,

@@ -26,10 +26,44 @@ def matches(rule: Mapping[str, Any], attributes: Mapping[str, Any]) -> bool:
     if op == "ne":
         return actual is not None and not _same(actual, value)
     if op == "in":
+        if isinstance(value, ValueSet):
+            return value.holds(actual)
         return any(_same(actual, candidate) for candidate in value)
     if not _comparable(actual, value):
         return False
     return _COMPARE[op](actual, value)
+
+
+class ValueSet:
+    """The values of an `in` rule, looked up in one hash probe: a rule may list 1,000 values,
+    and every unit of a batch is checked against every rule. Keys keep `_same`'s meaning:
+    a boolean matches only a boolean, a number any equal number, a string an equal string."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, values):
+        self.keys = frozenset(_key(v) for v in values)
+
+    def holds(self, actual: Any) -> bool:
+        try:
+            return _key(actual) in self.keys
+        except TypeError:  # an unhashable attribute (a list, an object) equals no scalar
+            return False
+
+
+def _key(value: Any) -> tuple:
+    if isinstance(value, bool):
+        return ("bool", value)
+    if _is_number(value):
+        return ("number", value)
+    return (type(value).__name__, value)
+
+
+def prepared(rule: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The rule as the hot path reads it (an `in` rule's values as a ValueSet)."""
+    if rule.get("op") == "in" and isinstance(rule.get("value"), list):
+        return {**rule, "value": ValueSet(rule["value"])}
+    return rule
 
 
 def segment_of(rules: Sequence[tuple[str, Mapping[str, Any]]], attributes: Mapping | None) -> str:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments.segmentation import matches, segment_of
+from experiments.segmentation import matches, prepared, segment_of
 
 
 def rule(op, value, attribute="x"):
@@ -56,3 +56,15 @@ def test_first_matching_segment_wins_else_other():
     assert segment_of(rules, {}) == "other"
     assert segment_of(rules, None) == "other"
     assert segment_of((), {"days_since_signup": 3}) == "other"
+
+
+@pytest.mark.parametrize(
+    "actual",
+    [1, 1.0, True, False, 0, "1", "a", None, [1], {"a": 1}, 2.5, "", float("nan")],
+)
+def test_a_prepared_in_rule_matches_as_the_plain_one(actual):
+    """The hot path's hash look-up keeps the rule's meaning: booleans only match booleans,
+    numbers equal numbers, strings equal strings; anything unhashable matches nothing."""
+    values = [1, "a", False, 2.5, ""]
+    plain = rule("in", values)
+    assert matches(prepared(plain), {"x": actual}) is matches(plain, {"x": actual})
