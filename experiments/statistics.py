@@ -119,17 +119,33 @@ def stored(session: Session, experiment: Experiment) -> tuple[dict, dict]:
     return arms, units
 
 
+# What double-precision arithmetic may leave of a sum kept by increments, as a share of the
+# magnitudes that passed through it (each increment rounds at 1.1e-16 of its size).
+ROUNDING = 1e-12
+
+
 def differences(session: Session, experiment: Experiment, tolerance: float = 1e-6) -> list[str]:
-    """Where the maintained statistics differ from a rebuild; empty when they agree."""
+    """Where the maintained statistics differ from a rebuild; empty when they agree.
+
+    Counts must agree exactly. A continuous metric's sum and sum of squares are kept by
+    increments (a unit's new total minus its old one), so they carry rounding in proportion to
+    the magnitudes that went through them: a unit that reported 1e9 then −1e9 leaves a sum of
+    squares exact only to about 1e2. Each arm's sums are compared within that."""
     built_arms, built_units = compute(session, experiment)
     kept_arms, kept_units = stored(session, experiment)
+    scale = _magnitudes(session, experiment)
     found = []
     for key in sorted(set(built_arms) | set(kept_arms), key=str):
         empty = (0, 0, 0.0, 0.0, 0.0)
         a, b = built_arms.get(key, empty), kept_arms.get(key, empty)
+        sums, squares = scale.get(key, (0.0, 0.0))
+        slack = (0, 0, ROUNDING * sums, ROUNDING * squares, 0)
         if not _finite(a) or not _finite(b):
             found.append(f"arm {key}: not finite: raw rows give {a}, stored {b}")
-        elif any(abs(x - y) > tolerance * max(1.0, abs(x)) for x, y in zip(a, b, strict=True)):
+        elif any(
+            abs(x - y) > tolerance * max(1.0, abs(x)) + extra
+            for x, y, extra in zip(a, b, slack, strict=True)
+        ):
             found.append(f"arm {key}: raw rows give {a}, stored {b}")
     for key in sorted(set(built_units) | set(kept_units)):
         a, b = built_units.get(key), kept_units.get(key)
@@ -140,6 +156,32 @@ def differences(session: Session, experiment: Experiment, tolerance: float = 1e-
         elif abs(a[0] - b[0]) > tolerance * max(1.0, abs(a[0])) or a[1] != b[1]:
             found.append(f"unit {key}: raw rows give {a}, stored {b}")
     return found
+
+
+def _magnitudes(session: Session, experiment: Experiment) -> dict[ArmKey, tuple[float, float]]:
+    """Per arm, Σ over units of Σ|value| and of (Σ|value|)²: bounds on the magnitudes its sum
+    and sum of squares passed through."""
+    variant = func.coalesce(Assignment.variant, HOLDOUT_ARM)
+    per_unit = (
+        select(
+            Assignment.period,
+            Assignment.segment,
+            variant.label("variant"),
+            Outcome.metric,
+            func.sum(func.abs(Outcome.value)).label("magnitude"),
+        )
+        .join(Assignment, Assignment.id == Outcome.assignment_id)
+        .where(Outcome.experiment_id == experiment.id, Outcome.attributed)
+        .group_by(
+            Outcome.assignment_id, Assignment.period, Assignment.segment, variant, Outcome.metric
+        )
+    )
+    scale: dict[ArmKey, tuple[float, float]] = {}
+    for period, segment, arm, metric, magnitude in session.execute(per_unit).all():
+        sums, squares = scale.get((period, segment, arm, metric), (0.0, 0.0))
+        magnitude = float(magnitude or 0.0)
+        scale[(period, segment, arm, metric)] = (sums + magnitude, squares + magnitude**2)
+    return scale
 
 
 def _finite(numbers) -> bool:
