@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from flask import Flask, send_from_directory
 from flask.sessions import SessionInterface
 from flask_smorest import Api
+from sqlalchemy.exc import OperationalError
 from swagger_ui_bundle import swagger_ui_path
 
 from api import converters, errors
@@ -60,6 +61,9 @@ def create_app(config: Mapping | None = None) -> Flask:
         app.config.update(config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(app.instance_path)
+    # A doubled slash is a 404 like any path that names nothing, not a redirect with an HTML
+    # body to the path with one slash.
+    app.url_map.merge_slashes = False
     app.json = OrjsonProvider(app)
     app.session_interface = NoSessions()
 
@@ -80,6 +84,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     for blueprint in blueprints():
         api.register_blueprint(blueprint)
     app.register_error_handler(KairosError, errors.handle_domain_error)
+    app.register_error_handler(OperationalError, errors.handle_database_error)
     app.before_request(refuse_bodies_that_are_not_json)
     app.add_url_rule(
         "/docs/assets/<path:filename>",

@@ -1,7 +1,7 @@
 """Path parameters: an experiment's key and a numeric id, matched by their rules in the URL.
 
 A path that cannot name anything is a 404 before any view runs: a key that is not a slug
-(a newline, a NUL that PostgreSQL refuses) or an id beyond what a 64-bit column holds never
+(a newline, a NUL that PostgreSQL refuses) or an id beyond what its column holds never
 reaches a query.
 """
 
@@ -18,10 +18,10 @@ class KeyConverter(BaseConverter):
 
 
 class IdConverter(IntegerConverter):
-    """A stored row's id: 1 to 2^63 − 1."""
+    """A stored row's id: 1 to 2^31 − 1 (an SQL `integer`)."""
 
     def __init__(self, map, *args, **kwargs):
-        super().__init__(map, min=1, max=bounds.MAX_ID)
+        super().__init__(map, min=1, max=bounds.MAX_INTEGER)
 
 
 def key_parameter(_converter) -> dict:
@@ -29,7 +29,7 @@ def key_parameter(_converter) -> dict:
 
 
 def id_parameter(_converter) -> dict:
-    return {"type": "integer", "minimum": 1, "maximum": bounds.MAX_ID}
+    return {"type": "integer", "minimum": 1, "maximum": bounds.MAX_INTEGER}
 
 
 def register(app, api) -> None:

@@ -59,7 +59,7 @@ class AssignmentFastLane:
 
     def _serve(self, environ) -> bytes | None:
         """The answer's bytes, or None to let Flask handle the request."""
-        if not environ.get("CONTENT_TYPE", "").startswith("application/json"):
+        if not is_json_type(environ.get("CONTENT_TYPE", "")):
             return None
         try:
             length = int(environ.get("CONTENT_LENGTH") or -1)
@@ -69,6 +69,8 @@ class AssignmentFastLane:
             return None
         raw = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(raw)  # Flask reads it again if we hand over
+        if len(raw) != length:  # the client closed early: Flask refuses it
+            return None
         key = self._key(environ.get("HTTP_AUTHORIZATION", ""))
         if key is None or "assign" not in keys.granted_scopes(key):
             return None
@@ -98,6 +100,14 @@ class AssignmentFastLane:
         if kind.lower() != "bearer" or not token:
             return None
         return lookup_key(self.app, token)
+
+
+def is_json_type(content_type: str) -> bool:
+    """The same test as Flask's `request.is_json`: application/json or application/*+json."""
+    mimetype = content_type.partition(";")[0].strip().lower()
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
 
 
 def _unit(body) -> UnitRequest | None:

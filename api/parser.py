@@ -1,6 +1,7 @@
 """Request bodies: the blueprint every resource uses, with bodies parsed by orjson (several
 times faster than the standard library on a 10,000-unit batch), and the refusals every body
-gets the same way: 415 if it is not JSON, 413 if it is too large, 400 if it cannot be parsed.
+gets the same way: 415 if it is not JSON, 413 if it is too large, 400 if it cannot be read or
+parsed.
 A body that parses but breaks a field's rule is a 422, from the schema that states the rule.
 """
 
@@ -8,6 +9,7 @@ import flask_smorest
 import orjson
 from flask import Request, request
 from flask_smorest import abort
+from gunicorn.http.errors import NoMoreData, ParseException
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
@@ -29,21 +31,30 @@ def refuse_bodies_that_are_not_json() -> None:
 
 
 def body_bytes(req: Request) -> bytes:
-    """The body, whole, or a 413. werkzeug refuses an announced length beyond the app's
-    MAX_CONTENT_LENGTH, but stops reading a chunked body at that size without a word: the
-    request would then be judged on a truncated body."""
-    data = req.get_data(cache=True)
+    """The body, whole: a 413 beyond MAX_CONTENT_LENGTH, a 400 if it cannot be read whole.
+
+    werkzeug refuses an announced length beyond the limit, but stops reading a chunked body at
+    the limit without a word, and a body shorter than its announced length (the client closed
+    early) reads as what arrived: either way the request would be judged on part of its body.
+    Broken chunked encoding raises from the server's reader."""
+    try:
+        data = req.get_data(cache=True)
+    except (ParseException, NoMoreData) as error:
+        abort(400, message=f"The body could not be read ({error}).")
     limit = req.max_content_length
     if limit is not None and len(data) >= limit:
         abort(413)
+    if req.content_length is not None and len(data) != req.content_length:
+        abort(400, message="The body is shorter than its Content-Length.")
     return data
 
 
 def json_body():
-    """The request's JSON body, for a view that checks it in plain Python."""
+    """The request's JSON body, for a view that checks it in plain Python. No body is no
+    fields: the view's rules then name each one missing (422)."""
     data = body_bytes(request)
     if not data:
-        abort(400, message="The body is empty: send a JSON object.")
+        return {}
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -53,7 +64,7 @@ def json_body():
 def page_window(pagination_parameters) -> tuple[int, int]:
     """(offset, limit) of a requested page. Any page number is valid; beyond the last one the
     page is empty, and the offset stops where a 64-bit SQL integer does."""
-    offset = min(pagination_parameters.first_item, bounds.MAX_ID)
+    offset = min(pagination_parameters.first_item, bounds.MAX_OFFSET)
     return offset, pagination_parameters.page_size
 
 

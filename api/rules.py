@@ -84,6 +84,16 @@ class JsonObject(fields.Dict):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class Number(fields.Float):
+    """A JSON number. marshmallow's Float also takes the string "0.5"; in a JSON body a string
+    is a wrong type (422), as in every other field."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str | bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class Moment(fields.AwareDateTime):
     """An ISO 8601 date and time within bounds.EARLIEST and LATEST, answered in UTC."""
 

@@ -29,22 +29,26 @@ IDENTIFIER_RULE = "printable characters only (no control, format or bidi charact
 # C0/C1 control characters, except tab, newline and carriage return. NUL in particular:
 # PostgreSQL stores no NUL in text or JSONB.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-TEXT_RULE = "no control characters other than tab and newline"
+TEXT_RULE = "no control characters other than tab, newline and carriage return"
 
 # Free-form JSON (a variant's payload, a unit's attributes): depth and encoded size. The JSON
 # encoder stops at 255 levels; nothing a message template needs comes near 16.
 MAX_JSON_DEPTH = 16
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_ATTRIBUTES_BYTES = 4 * 1024
-# Integers inside free-form JSON: those every JSON client represents exactly (±2^53).
-MAX_JSON_INTEGER = 2**53
+# Numbers inside free-form JSON: within what every JSON client represents exactly (±2^53).
+# Beyond it PostgreSQL's JSONB reads a float such as 1e20 back as a 21-digit integer, which
+# no 64-bit JSON encoder writes.
+MAX_JSON_NUMBER = 2**53
 
 # An outcome's value (revenue, minutes, items): a unit's sum of squares must stay finite and
 # its variance meaningful in double precision, so one event is at most a billion in size.
 MAX_OUTCOME_VALUE = 1e9
 
-# Ids in paths and counts: what a 64-bit signed integer column holds.
-MAX_ID = 2**63 - 1
+# Ids of stored rows, and counts stored with them: what an SQL `integer` column holds
+# (32 bits on PostgreSQL). Offsets into a listing: what a 64-bit SQL integer holds.
+MAX_INTEGER = 2**31 - 1
+MAX_OFFSET = 2**63 - 1
 
 # Dates and times a client may give (`now`, `occurred_at`, `since`, `until`): a range in
 # which moving any offset to UTC, or adding an attribution window, cannot leave the calendar.
@@ -110,12 +114,9 @@ def json_problem(value, *, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> s
                 return f"Strings must contain {TEXT_RULE}."
         elif isinstance(node, bool) or node is None:
             continue
-        elif isinstance(node, int):
-            if abs(node) > MAX_JSON_INTEGER:
-                return f"Integers must be within ±2^53 ({MAX_JSON_INTEGER:,})."
-        elif isinstance(node, float):
-            if not math.isfinite(node):
-                return "Numbers must be finite."
+        elif isinstance(node, int | float):
+            if not math.isfinite(node) or abs(node) > MAX_JSON_NUMBER:
+                return f"Numbers must be finite and within ±2^53 ({MAX_JSON_NUMBER:,})."
         else:
             return f"Not JSON: a value of type {type(node).__name__}."
     size = len(orjson.dumps(value))
@@ -132,11 +133,8 @@ def _flat_and_fine(value: dict) -> bool:
         if kind is str:
             if _CONTROL.search(item):
                 return False
-        elif kind is int:
-            if not -MAX_JSON_INTEGER <= item <= MAX_JSON_INTEGER:
-                return False
-        elif kind is float:
-            if not math.isfinite(item):
+        elif kind is int or kind is float:
+            if not -MAX_JSON_NUMBER <= item <= MAX_JSON_NUMBER:  # False for NaN too
                 return False
         elif kind not in _FLAT_SCALARS:
             return False

@@ -226,6 +226,14 @@ def _variants(raw: list | None, factors, fail) -> list[VariantSpec] | None:
         for levels in itertools.product(*(levels for _, levels in factors)):
             combination = dict(zip(names, levels, strict=True))
             variants.append(VariantSpec(factorial_key(combination), combination, {}, math.nan))
+        longest = max((v.key for v in variants), key=len, default="")
+        if not VARIANT_KEY.fullmatch(longest):
+            fail(
+                "factors",
+                f"A generated variant key would be {len(longest)} characters ('{longest[:40]}…'); "
+                "at most 200: shorten the factors' names or levels.",
+            )
+            return None
         if len(variants) < 2:
             fail("factors", "The factors generate fewer than two variants.")
         return variants

@@ -3,7 +3,7 @@
 from flask.views import MethodView
 
 from api.auth import requires, simulated_now
-from api.db import get_runtime_cache, get_session
+from api.db import get_database, get_runtime_cache, get_session
 from api.experiments.schemas import (
     ConcludeSchema,
     ExperimentInSchema,
@@ -111,5 +111,5 @@ class ReweightExperiment(MethodView):
     def post(self, body, key):
         """Reweight a Thompson-sampling experiment now: opens its next allocation period"""
         return reweight.reweight(
-            session=get_session(), cache=get_runtime_cache(), key=key, now=simulated_now(body)
+            database=get_database(), cache=get_runtime_cache(), key=key, now=simulated_now(body)
         )

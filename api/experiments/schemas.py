@@ -6,7 +6,7 @@ domain's, checked by `experiments.spec.ExperimentSpec`.
 
 from marshmallow import Schema, fields, validate
 
-from api.rules import FullMatch, JsonObject, Moment, identifier, text
+from api.rules import FullMatch, JsonObject, Moment, Number, identifier, text
 from experiments import bounds, spec
 
 Slug = FullMatch(
@@ -53,7 +53,7 @@ class VariantInSchema(Schema):
             '`send` may say when: {"delay_minutes": m} or {"local_hour": h, "local_minute": m}.'
         },
     )
-    weight = fields.Float(
+    weight = Number(
         validate=validate.Range(min=0, max=1, min_inclusive=False, error="Must be in (0, 1]."),
         metadata={"description": "Share of units (fixed split) or initial share (Thompson)."},
     )
@@ -63,7 +63,7 @@ class MetricInSchema(Schema):
     key = fields.String(required=True, validate=Slug)
     type = fields.String(load_default="binary", validate=one_of(spec.METRIC_TYPES))
     role = fields.String(load_default="secondary", validate=one_of(spec.METRIC_ROLES))
-    margin = fields.Float(
+    margin = Number(
         allow_none=True,
         validate=validate.Range(min=0, max=bounds.MAX_OUTCOME_VALUE),
         metadata={"description": "Guardrails only: the worsening tolerated, in metric units."},
@@ -80,7 +80,7 @@ class QuietHoursSchema(Schema):
 
 class BanditSchema(Schema):
     update_every_seconds = fields.Integer(strict=True, validate=validate.Range(1, 7 * 24 * 3600))
-    min_weight = fields.Float(validate=validate.Range(0, 0.5))
+    min_weight = Number(validate=validate.Range(0, 0.5))
     min_units_per_arm = fields.Integer(strict=True, validate=validate.Range(0, 1_000_000))
 
 
@@ -112,7 +112,7 @@ class ExperimentInSchema(Schema):
     metrics = fields.List(
         fields.Nested(MetricInSchema), required=True, validate=validate.Length(1, 50)
     )
-    attribution_window_hours = fields.Float(
+    attribution_window_hours = Number(
         validate=validate.Range(
             0,
             spec.MAX_ATTRIBUTION_WINDOW_HOURS,
@@ -120,7 +120,7 @@ class ExperimentInSchema(Schema):
             error=f"Must be more than 0 and at most {spec.MAX_ATTRIBUTION_WINDOW_HOURS}.",
         )
     )
-    holdout = fields.Float(validate=validate.Range(0, spec.MAX_HOLDOUT))
+    holdout = Number(validate=validate.Range(0, spec.MAX_HOLDOUT))
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
     bandit = fields.Nested(BanditSchema, allow_none=True)
     prior = fields.String(
@@ -130,7 +130,7 @@ class ExperimentInSchema(Schema):
             "pooled evidence (default: Beta(1, 1))."
         },
     )
-    prior_units = fields.Float(
+    prior_units = Number(
         validate=validate.Range(1, 1e6),
         metadata={"description": "What the learned prior is worth, in units per arm (100)."},
     )
@@ -141,7 +141,7 @@ class ExperimentInSchema(Schema):
             f"`send.local_hour` and the quiet hours are read (default {spec.DEFAULT_TIMEZONE})."
         },
     )
-    threshold_of_caring = fields.Float(
+    threshold_of_caring = Number(
         validate=validate.Range(0, 1e12, min_inclusive=False),
         metadata={
             "description": "Recommend concluding once the leader's expected loss on the primary "

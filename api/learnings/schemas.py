@@ -2,7 +2,8 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.rules import Identifier, Moment, identifier, text
+from api.experiments.schemas import Slug
+from api.rules import Identifier, Moment, Number, identifier, text
 from experiments import bounds
 from experiments.learnings import SORTS
 
@@ -44,11 +45,11 @@ class LearningSchema(Schema):
 
 
 class PublishSchema(Schema):
-    win_probability = fields.Float(
+    win_probability = Number(
         validate=validate.Range(0.5, 1, min_inclusive=False, max_inclusive=False),
         metadata={"description": "P(better) for a win (default 0.95; a loss: 1 − this)"},
     )
-    flat_margin = fields.Float(
+    flat_margin = Number(
         validate=validate.Range(0, 1, min_inclusive=False, max_inclusive=False),
         metadata={"description": "A 95% interval within ±this is flat (default 0.02)"},
     )
@@ -60,9 +61,9 @@ class PublishSchema(Schema):
 
 
 class LiftInSchema(Schema):
-    mean = fields.Float(required=True, validate=validate.Range(-1, MAX_LIFT, min_inclusive=False))
+    mean = Number(required=True, validate=validate.Range(-1, MAX_LIFT, min_inclusive=False))
     ci = fields.List(
-        fields.Float(validate=validate.Range(-1, MAX_LIFT)), validate=validate.Length(equal=2)
+        Number(validate=validate.Range(-1, MAX_LIFT)), validate=validate.Length(equal=2)
     )
 
     @validates_schema
@@ -79,7 +80,7 @@ class LiftInSchema(Schema):
 
 class ManualLearningSchema(Schema):
     summary = text(2000, 1, required=True)
-    experiment = identifier(64)
+    experiment = fields.String(validate=Slug)
     metric = identifier(64)
     segment = identifier(64)
     factor = identifier(64)
@@ -87,8 +88,8 @@ class ManualLearningSchema(Schema):
     baseline_level = identifier(200)
     channel = identifier(200)
     lift = fields.Nested(LiftInSchema)
-    prob_better = fields.Float(validate=validate.Range(0, 1))
-    units = fields.Integer(validate=validate.Range(0, bounds.MAX_ID))
+    prob_better = Number(validate=validate.Range(0, 1))
+    units = fields.Integer(strict=True, validate=validate.Range(0, bounds.MAX_INTEGER))
     verdict = fields.String(load_default="inconclusive", validate=validate.OneOf(VERDICTS))
     hypothesis = text(5000)
     notes = text(20000)

@@ -158,6 +158,9 @@ BAD_EXPERIMENT_JSON = {
     "payload with NUL": variant_payload({"template": "a\x00b"}),
     "payload key with a newline": variant_payload({"tem\nplate": "a"}),
     "payload integer beyond 2^53": variant_payload({"n": 2**60}),
+    "payload integer beyond 64 bits": variant_payload({"n": 2**70}),
+    "payload float beyond 2^53": variant_payload({"v": 1e20}),
+    "rule value float beyond 2^53": rule_value(1e300, op="gt"),
     "payload send not an object": variant_payload({"send": "now"}),
     "payload send hour 24": variant_payload({"send": {"local_hour": 24}}),
     "payload send hour fractional": variant_payload({"send": {"local_hour": 9.5}}),
@@ -170,6 +173,14 @@ BAD_EXPERIMENT_JSON = {
     "rule value list of 1001": rule_value(list(range(1001)), op="in"),
     "rule value string with NUL": rule_value("a\x00"),
     "rule value string of 20 KB": rule_value("x" * 20_000),
+    "generated variant keys over 200 characters": (
+        lambda body: (
+            body.pop("variants"),
+            body.pop("control"),
+            body.update(factors={"a" * 64: ["b" * 64, "c" * 64], "d" * 64: ["e" * 64, "f" * 64]}),
+        ),
+        "factors",
+    ),
 }
 
 
@@ -297,6 +308,26 @@ def test_experiment_numbers_out_of_range_are_refused(client, keys, database, fie
     assert snapshot(database)["rows"]["experiment"] == 0
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("holdout", "0.05"),
+        ("holdout", True),
+        ("attribution_window_hours", "72"),
+        ("threshold_of_caring", [0.001]),
+        ("quiet_hours", {"start": "21", "end": 8}),
+        ("quiet_hours", {"start": 21.5, "end": 8}),
+        ("bandit", {"min_units_per_arm": 2.7}),
+    ],
+)
+def test_a_number_of_the_wrong_type_is_refused_not_converted(client, keys, database, field, value):
+    body = experiment_body(allocation="thompson") if field == "bandit" else experiment_body()
+    body[field] = value
+    errors = refused(create(client, keys, body), 422)["errors"]
+    assert any(path.startswith(field) for path in errors), errors
+    assert snapshot(database)["rows"]["experiment"] == 0
+
+
 # -- calendar edges ----------------------------------------------------------------------------
 
 
@@ -342,8 +373,8 @@ def test_a_reweight_in_year_one_opens_no_period(client, keys, database, running)
 # -- integers beyond 64 bits -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("number", [2**63, 2**64, 10**30, 0, -1])
-def test_ids_beyond_a_64_bit_column_are_not_found(client, keys, number):
+@pytest.mark.parametrize("number", [2**31, 2**63 - 2, 2**63, 2**64, 10**30, 0, -1])
+def test_ids_beyond_their_column_are_not_found(client, keys, number):
     for path in (f"/v1/learnings/{number}", f"/v1/analyses/{number}"):
         refused(client.get(path, headers=keys["read"]), 404)
 
@@ -356,8 +387,9 @@ def test_a_page_beyond_every_row_is_empty(client, keys, running, page):
         assert response.json == []
 
 
-def test_a_hand_written_learning_counts_units_in_a_64_bit_range(client, keys, database):
-    body = {"summary": "Interviews.", "units": 2**63}
+@pytest.mark.parametrize("units", [2**31, 2**63, 2.5, "12"])
+def test_a_hand_written_learning_counts_units_in_its_column_s_range(client, keys, database, units):
+    body = {"summary": "Interviews.", "units": units}
     refused(client.post("/v1/learnings", json=body, headers=keys["manage"]), 422, "units")
     assert snapshot(database)["rows"]["learning"] == 0
 
@@ -510,8 +542,10 @@ def post_routes(app) -> list[str]:
         ("application/x-www-form-urlencoded", "tags=a&winner=b"),
         (None, "{}"),
         ("multipart/form-data; boundary=x", "--x--"),
+        ("application/jsonx", '{"experiment": "onboarding-nudge", "unit_id": "u"}'),
+        ("application/json-seq", '{"experiment": "onboarding-nudge", "unit_id": "u"}'),
     ],
-    ids=["text/plain", "form", "no content type", "multipart"],
+    ids=["text/plain", "form", "no content type", "multipart", "jsonx", "json-seq"],
 )
 def test_a_body_that_is_not_json_is_415_on_every_route_and_changes_nothing(
     app, client, keys, database, running, content_type, body
@@ -523,6 +557,39 @@ def test_a_body_that_is_not_json_is_415_on_every_route_and_changes_nothing(
     for path in post_routes(app):
         refused(client.post(path, data=body, headers=headers), 415)
     assert snapshot(database) == before
+
+
+def test_no_body_is_no_fields_on_every_route(app, client, keys, database, running):
+    """An empty body (with or without a JSON content type) gives no fields: a route with
+    required ones names them (422); a route without any acts on {} (start, pause, publish…)."""
+    needs_fields = {
+        "/v1/experiments",
+        "/v1/assignments",
+        "/v1/assignments/batch",
+        "/v1/outcomes",
+        "/v1/outcomes/batch",
+        "/v1/learnings",
+        f"/v1/experiments/{KEY}/analyses",
+    }
+    for path in sorted(needs_fields):
+        before = snapshot(database)
+        for headers in (keys["admin"], {**keys["admin"], "Content-Type": "application/json"}):
+            errors = refused(client.post(path, data=b"", headers=headers), 422)["errors"]
+            assert errors, path
+        assert snapshot(database) == before
+    assert set(post_routes(app)) > needs_fields
+
+
+def test_a_path_that_names_nothing_is_a_json_404(client, keys):
+    for path in (
+        "/v1//experiments",
+        f"/v1/experiments//{KEY}",
+        f"/v1/experiments/{KEY}//results",
+        "/v1/experiments/",
+        "/v1/experiments/%2F",
+        "/v1/nothing",
+    ):
+        refused(client.get(path, headers=keys["read"]), 404)
 
 
 def test_malformed_json_is_400_and_a_broken_rule_422_on_every_route(app, client, keys, running):

@@ -7,7 +7,7 @@ from marshmallow import Schema, fields, validate
 
 from api.assignments.schemas import UnitList
 from api.outcomes.schemas import EventList
-from api.rules import FullMatch, Identifier, JsonObject, Moment, Text, TimeZone
+from api.rules import FullMatch, Identifier, JsonObject, Moment, Number, Text, TimeZone
 from experiments import bounds
 
 # Fields checked by hand-written code instead of a validator, each with the test that covers it.
@@ -22,7 +22,8 @@ CHECKED_IN_PLAIN_PYTHON = {
 
 
 def request_schemas(app):
-    """(name, schema) of every schema a view reads its arguments with."""
+    """{name: (schema, where it is read: "json" or "query")} of every schema a view reads its
+    arguments with."""
     found = {}
     for view in app.view_functions.values():
         for method in ("get", "post", "put", "patch", "delete"):
@@ -30,23 +31,24 @@ def request_schemas(app):
             apidoc = getattr(function, "_apidoc", {})
             for parameter in apidoc.get("arguments", {}).get("parameters", []):
                 schema = parameter["schema"]
-                found[type(schema).__name__] = schema
+                found[type(schema).__name__] = (schema, parameter["in"])
     return found
 
 
-def problems(schema, path=""):
-    """Each field of `schema` (recursively) that lacks a bound, as 'Schema.field: why'."""
+def problems(schema, path="", json=True):
+    """Each field of `schema` (recursively) that lacks a bound, as 'Schema.field: why'. In a
+    JSON body a number field must also refuse strings (a query string has nothing else)."""
     name = type(schema).__name__
     for field_name, field in schema.fields.items():
         where = f"{path}{name}.{field_name}"
         if (name, field_name) in CHECKED_IN_PLAIN_PYTHON:
             continue
-        why = unbounded(field, where)
+        why = unbounded(field, where, json)
         if why:
             yield f"{where}: {why}"
 
 
-def unbounded(field, where) -> str | None:
+def unbounded(field, where, json=True) -> str | None:
     validators = list(field.validators)
     lengths = [
         v
@@ -68,6 +70,10 @@ def unbounded(field, where) -> str | None:
             return None
         return "a string needs a pattern, or an identifier or text rule (api/rules.py)"
     if isinstance(field, fields.Number):
+        if json and isinstance(field, fields.Float) and not isinstance(field, Number):
+            return "a number in a JSON body must refuse strings (api.rules.Number)"
+        if json and isinstance(field, fields.Integer) and not field.strict:
+            return "an integer in a JSON body must be strict (no 2.7, no '12')"
         return None if ranges else "a number needs a range with both ends"
     if isinstance(field, JsonObject):
         return None
@@ -75,16 +81,16 @@ def unbounded(field, where) -> str | None:
         if not lengths:
             return "a dict needs a maximum number of keys (or JsonObject)"
         for part in (field.key_field, field.value_field):
-            why = part is not None and unbounded(part, where)
+            why = part is not None and unbounded(part, where, json)
             if why:
                 return why
         return None
     if isinstance(field, fields.List):
         if not lengths:
             return "a list needs a maximum length"
-        return unbounded(field.inner, where)
+        return unbounded(field.inner, where, json)
     if isinstance(field, fields.Nested):
-        inner = list(problems(field.schema, path=f"{where} → "))
+        inner = list(problems(field.schema, path=f"{where} → ", json=json))
         return "; ".join(inner) or None
     return f"no rule for a {type(field).__name__} field"
 
@@ -92,7 +98,11 @@ def unbounded(field, where) -> str | None:
 def test_every_request_field_is_bounded(app):
     schemas = request_schemas(app)
     assert {"ExperimentInSchema", "BatchRequestSchema", "ManualLearningSchema"} <= set(schemas)
-    found = [problem for schema in schemas.values() for problem in problems(schema)]
+    found = [
+        problem
+        for schema, location in schemas.values()
+        for problem in problems(schema, json=location == "json")
+    ]
     assert found == []
 
 
@@ -101,7 +111,8 @@ def test_the_bounds_check_sees_an_unbounded_field():
 
     class CarelessSchema(Schema):
         name = fields.String()
-        count = fields.Integer(validate=validate.Range(min=0))
+        count = fields.Integer(strict=True, validate=validate.Range(min=0))
+        share = fields.Float(validate=validate.Range(0, 1))
         tags = fields.List(fields.String(validate=Identifier()))
         extra = fields.Dict()
 
@@ -109,6 +120,7 @@ def test_the_bounds_check_sees_an_unbounded_field():
     assert [line.split(":")[0] for line in found] == [
         "CarelessSchema.name",
         "CarelessSchema.count",
+        "CarelessSchema.share",
         "CarelessSchema.tags",
         "CarelessSchema.extra",
     ]
@@ -120,7 +132,8 @@ def test_the_bounds_check_sees_an_unbounded_field():
         ({"a": [1, {"b": "c"}]}, None),
         ({"a": "\x00"}, "Strings"),
         ({"\u202e": 1}, "Keys"),
-        ({"n": 2**53 + 1}, "Integers"),
+        ({"n": 2**53 + 1}, "Numbers"),
+        ({"n": 1e20}, "Numbers"),
         ({"n": float("inf")}, "finite"),
         ({"s": "x" * 100}, "Too large"),
         ({"o": object()}, "Not JSON"),

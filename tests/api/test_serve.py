@@ -338,3 +338,36 @@ def test_refusals_before_the_app_are_in_the_error_shape_too(served):
     assert_error_shape(*raw_request(base, chunked, chunks), 413)
     # The server still answers everyone afterwards.
     assert requests.get(f"{base}/health", timeout=5).status_code == 200
+
+
+def test_a_body_that_cannot_be_read_whole_is_a_400_and_stores_nothing(served):
+    """Broken chunked encoding, or a body shorter than its Content-Length (the client closed
+    early), is refused: the request is never judged on part of its body."""
+    import json
+    import socket
+
+    base, token, _, _ = served
+    auth = f"Authorization: Bearer {token}\r\n".encode()
+    body = json.dumps({"summary": "Must not be stored."}).encode()
+    head = (
+        b"POST /v1/learnings HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Type: application/json\r\n"
+    )
+    for chunks in (
+        [b"zz\r\n" + body + b"\r\n0\r\n\r\n"],  # a chunk size that is not hexadecimal
+        [b"%x\r\n" % len(body) + body + b"XX0\r\n\r\n"],  # no CRLF after the chunk
+    ):
+        answer = raw_request(base, head + b"Transfer-Encoding: chunked\r\n\r\n", chunks)
+        assert_error_shape(*answer, 400)
+
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(head + b"Content-Length: %d\r\n\r\n" % (len(body) + 100) + body)
+        connection.shutdown(socket.SHUT_WR)  # the client stops sending, 100 bytes short
+        received = b""
+        while data := connection.recv(65536):
+            received += data
+    status = int(received.split(b" ", 2)[1]) if received else None
+    assert status in (400, None), received[:300]  # a 400, or the server just closes
+
+    admin = {"Authorization": f"Bearer {token}"}
+    assert requests.get(f"{base}/v1/learnings", headers=admin, timeout=10).json() == []
