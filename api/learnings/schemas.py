@@ -51,7 +51,9 @@ class PublishSchema(Schema):
         metadata={"description": "A 95% interval within ±this is flat (default 0.02)"},
     )
     tags = fields.List(
-        fields.String(validate=validate.Length(1, 64)), validate=validate.Length(max=20)
+        fields.String(validate=validate.Length(1, 64)),
+        validate=validate.Length(max=20),
+        metadata={"description": "Added to the tags earlier publications gave (none is dropped)"},
     )
 
 
