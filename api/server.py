@@ -1,5 +1,7 @@
 """Run the app under gunicorn from Python, for `kairos serve`."""
 
+import hashlib
+import os
 import socket
 
 from gunicorn.app.base import BaseApplication
@@ -41,8 +43,7 @@ def collect_as_served() -> None:
 
 def start_analysis_thread(app) -> None:
     """An analysis worker thread in this gunicorn worker; of all the server's processes, the
-    one holding the instance folder's lock file runs jobs (see run_exclusively)."""
-    import os
+    one holding the database's lock file runs jobs (see run_exclusively)."""
     import threading
 
     from api.db import get_database
@@ -51,12 +52,19 @@ def start_analysis_thread(app) -> None:
     with app.app_context():
         database = get_database()
     os.makedirs(app.instance_path, exist_ok=True)
-    lock = os.path.join(app.instance_path, "analysis-worker.lock")
+    lock = analysis_lock_path(app.instance_path, database.url.render_as_string())
     worker = Worker(database, poll_seconds=float(os.environ.get("KAIROS_ANALYSIS_POLL", 5)))
     thread = threading.Thread(
         target=run_exclusively, args=(worker, lock), name="analysis-worker", daemon=True
     )
     thread.start()
+
+
+def analysis_lock_path(instance_path: str, database_url: str) -> str:
+    """The lock file that lets one process run a database's analyses: one per database, so
+    that a second server on another database (a test's, next to `make run`) runs its own."""
+    digest = hashlib.sha256(database_url.encode()).hexdigest()[:16]
+    return os.path.join(instance_path, f"analysis-worker-{digest}.lock")
 
 
 def port_in_use(host: str, port: int) -> bool:
