@@ -373,6 +373,14 @@ def simulate(url: str, token: str, experiment: str, hours: int, users_per_hour: 
     from api.simulator import Api, SimulationError
     from api.simulator import simulate as run
 
+    if not token.isascii() or not token.isprintable() or " " in token:
+        # An HTTP header cannot carry it (urllib would fail with a traceback): most likely
+        # the README's placeholder, pasted as is.
+        raise click.BadParameter(
+            f"{token!r} is not a token; pass the one 'kairos serve' printed (kairos_ and 43 "
+            "letters, digits, - or _).",
+            param_hint="--token / KAIROS_TOKEN",
+        )
     click.echo(
         f"Simulating {hours} h × {users_per_hour:,} users against {url} "
         f"(experiment '{experiment}', seed {seed})…"
