@@ -136,7 +136,10 @@ def simulate(
     experiment = _ensure_experiment(api, key, echo)
     clock = start or _clock_after(experiment)
     end = clock + timedelta(hours=hours)
-    echo(f"Simulated clock: {clock:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC; users sim-{run}-….")
+    echo(
+        f"Simulated clock: {clock:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC; users "
+        f"sim-{run}-0-0 to sim-{run}-{hours - 1}-{users_per_hour - 1}."
+    )
     best = {s: max(true_rate(s, v) for v in VARIANTS) for s in BASE}
     mean = {s: sum(true_rate(s, v) for v in VARIANTS) / len(VARIANTS) for s in BASE}
     pending: list[tuple[datetime, dict]] = []  # (when, event) not yet happened
