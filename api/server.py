@@ -5,6 +5,7 @@ import os
 import socket
 
 from gunicorn.app.base import BaseApplication
+from sqlalchemy.engine import URL
 
 
 class KairosServer(BaseApplication):
@@ -52,7 +53,7 @@ def start_analysis_thread(app) -> None:
     with app.app_context():
         database = get_database()
     os.makedirs(app.instance_path, exist_ok=True)
-    lock = analysis_lock_path(app.instance_path, database.url.render_as_string())
+    lock = analysis_lock_path(app.instance_path, database.url)
     worker = Worker(database, poll_seconds=float(os.environ.get("KAIROS_ANALYSIS_POLL", 5)))
     thread = threading.Thread(
         target=run_exclusively, args=(worker, lock), name="analysis-worker", daemon=True
@@ -60,10 +61,17 @@ def start_analysis_thread(app) -> None:
     thread.start()
 
 
-def analysis_lock_path(instance_path: str, database_url: str) -> str:
+def analysis_lock_path(instance_path: str, database_url: URL) -> str:
     """The lock file that lets one process run a database's analyses: one per database, so
-    that a second server on another database (a test's, next to `make run`) runs its own."""
-    digest = hashlib.sha256(database_url.encode()).hexdigest()[:16]
+    that a second server on another database (a test's, next to `make run`) runs its own.
+    A SQLite file's lock sits beside it; any other database's in the instance folder."""
+    if database_url.get_backend_name() == "sqlite" and database_url.database not in (
+        None,
+        "",
+        ":memory:",
+    ):
+        return f"{database_url.database}.analysis-worker.lock"
+    digest = hashlib.sha256(database_url.render_as_string().encode()).hexdigest()[:16]
     return os.path.join(instance_path, f"analysis-worker-{digest}.lock")
 
 
