@@ -352,7 +352,13 @@ def learnings_export(
 @click.option("--experiment", default="simulated-onboarding", show_default=True)
 @click.option("--hours", default=48, show_default=True, type=click.IntRange(1, 24 * 60))
 @click.option("--users-per-hour", default=400, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--seed", default=1, show_default=True, type=int)
+@click.option(
+    "--seed",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Fixes how the users behave; every run still brings new users.",
+)
 def simulate(url: str, token: str, experiment: str, hours: int, users_per_hour: int, seed: int):
     """Drive a running Kairos with synthetic users and report what the bandit learned.
 
@@ -360,10 +366,21 @@ def simulate(url: str, token: str, experiment: str, hours: int, users_per_hour: 
     truly responds to timing, tone and channel, asks Kairos which message to send, reports
     activations (hours later) and suppressed sends, and finally compares the bandit with an
     oracle and with a uniform split.
+
+    Run it again to continue the experiment: new users, on a simulated clock that starts after
+    the experiment's.
     """
     from api.simulator import Api, SimulationError
     from api.simulator import simulate as run
 
+    if not token.isascii() or not token.isprintable() or " " in token:
+        # An HTTP header cannot carry it (urllib would fail with a traceback): most likely
+        # the README's placeholder, pasted as is.
+        raise click.BadParameter(
+            f"{token!r} is not a token; pass the one 'kairos serve' printed (kairos_ and 43 "
+            "letters, digits, - or _).",
+            param_hint="--token / KAIROS_TOKEN",
+        )
     click.echo(
         f"Simulating {hours} h × {users_per_hour:,} users against {url} "
         f"(experiment '{experiment}', seed {seed})…"

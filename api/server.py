@@ -1,9 +1,12 @@
 """Run the app under gunicorn from Python, for `kairos serve`."""
 
+import hashlib
+import os
 import socket
 
 import orjson
 from gunicorn.app.base import BaseApplication
+from sqlalchemy.engine import URL
 
 from api.errors import error_payload
 
@@ -67,8 +70,7 @@ def collect_as_served() -> None:
 
 def start_analysis_thread(app) -> None:
     """An analysis worker thread in this gunicorn worker; of all the server's processes, the
-    one holding the instance folder's lock file runs jobs (see run_exclusively)."""
-    import os
+    one holding the database's lock file runs jobs (see run_exclusively)."""
     import threading
 
     from api.db import get_database
@@ -77,12 +79,26 @@ def start_analysis_thread(app) -> None:
     with app.app_context():
         database = get_database()
     os.makedirs(app.instance_path, exist_ok=True)
-    lock = os.path.join(app.instance_path, "analysis-worker.lock")
+    lock = analysis_lock_path(app.instance_path, database.url)
     worker = Worker(database, poll_seconds=float(os.environ.get("KAIROS_ANALYSIS_POLL", 5)))
     thread = threading.Thread(
         target=run_exclusively, args=(worker, lock), name="analysis-worker", daemon=True
     )
     thread.start()
+
+
+def analysis_lock_path(instance_path: str, database_url: URL) -> str:
+    """The lock file that lets one process run a database's analyses: one per database, so
+    that a second server on another database (a test's, next to `make run`) runs its own.
+    A SQLite file's lock sits beside it; any other database's in the instance folder."""
+    if database_url.get_backend_name() == "sqlite" and database_url.database not in (
+        None,
+        "",
+        ":memory:",
+    ):
+        return f"{database_url.database}.analysis-worker.lock"
+    digest = hashlib.sha256(database_url.render_as_string().encode()).hexdigest()[:16]
+    return os.path.join(instance_path, f"analysis-worker-{digest}.lock")
 
 
 def port_in_use(host: str, port: int) -> bool:

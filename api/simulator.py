@@ -6,11 +6,16 @@ a simulated clock, so the bandit reweights as the hours pass), decides who conve
 (delays within the attribution window), reports the conversions when they happen and the
 sends a frequency cap suppressed, and at the end compares what the bandit did with an oracle
 that knew the best message per segment and with a uniform split.
+
+Run it again and it continues: the same seed gives users who behave the same way, but each run
+names its users afresh (a unit keeps its first variant, so reused names would only replay the
+first run's answers), and its simulated clock starts after the experiment's.
 """
 
 import json
 import math
 import random
+import secrets
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -121,11 +126,20 @@ def simulate(
     users_per_hour: int = 400,
     seed: int = 1,
     start: datetime | None = None,
+    run: str | None = None,
     echo=print,
 ) -> Tally:
+    """Simulate `hours` hours of `users_per_hour` users from `start` (default: after the
+    experiment's clock, see _clock_after); `run` names this run's users (default: random)."""
     rng = random.Random(seed)
-    clock = start or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    _ensure_experiment(api, key, echo)
+    run = run or secrets.token_hex(3)
+    experiment = _ensure_experiment(api, key, echo)
+    clock = start or _clock_after(experiment)
+    end = clock + timedelta(hours=hours)
+    echo(
+        f"Simulated clock: {clock:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC; users "
+        f"sim-{run}-0-0 to sim-{run}-{hours - 1}-{users_per_hour - 1}."
+    )
     best = {s: max(true_rate(s, v) for v in VARIANTS) for s in BASE}
     mean = {s: sum(true_rate(s, v) for v in VARIANTS) / len(VARIANTS) for s in BASE}
     pending: list[tuple[datetime, dict]] = []  # (when, event) not yet happened
@@ -133,7 +147,7 @@ def simulate(
     event_number = 0
     for hour in range(hours):
         now = clock + timedelta(hours=hour)
-        users = [_user(rng, f"sim-{seed}-{hour}-{i}") for i in range(users_per_hour)]
+        users = [_user(rng, f"sim-{run}-{hour}-{i}") for i in range(users_per_hour)]
         _, answer = api.call(
             "POST",
             "/v1/assignments/batch",
@@ -178,18 +192,37 @@ def _report_due(api: Api, pending: list, until: datetime) -> list:
     return [(when, event) for when, event in pending if when > until]
 
 
-def _ensure_experiment(api: Api, key: str, echo) -> None:
+def _ensure_experiment(api: Api, key: str, echo) -> dict:
+    """The experiment, created if need be, as it was before this run (re)started it."""
     status, found = api.call("GET", f"/v1/experiments/{key}", ok=(200, 404))
     if status == 404:
-        api.call("POST", "/v1/experiments", experiment_body(key))
+        _, found = api.call("POST", "/v1/experiments", experiment_body(key))
         echo(f"Created experiment '{key}': {len(VARIANTS)} variants (timing × tone × channel).")
-        found = {"status": "draft"}
     else:
         echo(f"Reusing experiment '{key}' ({found['status']}).")
     if found["status"] in ("draft", "paused"):
         api.call("POST", f"/v1/experiments/{key}/start")
     elif found["status"] == "concluded":
         raise SimulationError(f"Experiment '{key}' is concluded; pass another --experiment.")
+    return found
+
+
+def _clock_after(experiment: dict) -> datetime:
+    """The first simulated hour: the hour after the experiment's latest change, or the current
+    hour if that is later.
+
+    A reweight on the simulated clock sets `updated_at` to that clock, so after an earlier run
+    it is where that run's clock got to. Starting at the real hour instead would go back in
+    time: every assignment would fall before the current allocation period began, and no
+    scheduled reweight (due an update interval after the latest one) would come for as long
+    as the earlier run lasted.
+    """
+    changed = datetime.fromisoformat(experiment["updated_at"])
+    if changed.tzinfo is None:
+        changed = changed.replace(tzinfo=UTC)
+    after = changed.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return max(now, after + timedelta(hours=1))
 
 
 def _user(rng: random.Random, unit_id: str) -> dict:

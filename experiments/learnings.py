@@ -6,8 +6,9 @@ one for that metric (factorial: one learning per factor level; hierarchical: per
 else the conjugate results. An experiment whose variants form a factorial design gets one
 learning per (segment, metric, factor, level vs the control's level), from the variants that
 differ only in that factor pooled on each side; any other gets one per variant vs control.
-Republishing replaces the experiment's published learnings in one transaction; a unique index
-keeps one per (experiment, segment, metric, factor, level) even under concurrent publishing.
+Republishing replaces the experiment's published learnings in one transaction, keeping the
+tags earlier publications gave them; a unique index keeps one per (experiment, segment, metric,
+factor, level) even under concurrent publishing.
 """
 
 import json
@@ -83,11 +84,14 @@ def publish(
     tags=(),
     commit: bool = True,
 ) -> list[Learning]:
-    """Publish (or republish) the experiment's learnings from its latest results; with
-    `commit=False`, as part of the caller's transaction (concluding publishes)."""
+    """Publish (or republish) the experiment's learnings from its latest results, tagged with
+    `tags` and every tag of the learnings they replace; with `commit=False`, as part of the
+    caller's transaction (concluding publishes)."""
     thresholds = thresholds or Thresholds()
     experiment = get_experiment(session=session, key=key)
     now = utcnow()
+    tags = _earlier_tags(session, experiment) + list(tags)
+    tags = list(dict.fromkeys(tags))  # a union, in order of first appearance
     rows: list[Learning] = []
     for metric in experiment.metrics:
         if metric.type != "binary":
@@ -119,6 +123,17 @@ def publish(
     # Not refreshed: a publication committed right after this one may already have replaced
     # these rows; the answer is what this request stored (ids were assigned at the flush).
     return rows
+
+
+def _earlier_tags(session: Session, experiment: Experiment) -> list[str]:
+    """The tags of the experiment's published learnings, in the order they were given: a
+    republication (concluding is one) must not drop a tag someone searches by."""
+    rows = session.execute(
+        select(Learning.tags)
+        .where(Learning.experiment_id == experiment.id, Learning.source == "published")
+        .order_by(Learning.id)
+    ).scalars()
+    return [tag for tags in rows for tag in tags or ()]
 
 
 def _latest_job(session: Session, experiment: Experiment, metric: str) -> AnalysisJob | None:

@@ -56,7 +56,7 @@ class PublishSchema(Schema):
     tags = fields.List(
         identifier(64),
         validate=validate.Length(max=20),
-        metadata={"description": "Added to the tags the learnings already have."},
+        metadata={"description": "Added to the tags earlier publications gave (none is dropped)"},
     )
 
 

@@ -106,3 +106,10 @@ def test_learnings_search_and_export(runner, client, keys, tmp_path):
     with target.open() as handle:
         (row,) = list(csv.DictReader(handle))
     assert row["summary"].startswith("Push beat email") and row["tags"] == "push"
+
+
+def test_simulate_refuses_a_placeholder_token_clearly(runner):
+    result = runner.invoke(main, ["simulate", "--hours", "1"], env={"KAIROS_TOKEN": "kairos_…"})
+    assert result.exit_code == 2
+    assert "'kairos_…' is not a token" in result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit

@@ -141,6 +141,20 @@ def test_republishing_replaces_and_thresholds_decide_verdicts(client, keys, data
     assert bad.status_code == 422 and "win_probability" in bad.json["errors"]
 
 
+def test_republishing_keeps_the_earlier_publications_tags(client, keys):
+    onboarding(client, keys)
+    publish(client, keys, "onboarding-nudge", tags=["simulated", "q1"])
+    again = publish(client, keys, "onboarding-nudge", tags=["q1-2026", "q1"])
+    assert {tuple(x["tags"]) for x in again} == {("simulated", "q1", "q1-2026")}
+    assert len(query(client, keys, tag="simulated")) == len(again)
+    # Concluding republishes without tags: the tags stay.
+    response = client.post("/v1/experiments/onboarding-nudge/conclude", headers=keys["manage"])
+    assert response.status_code == 200
+    stored = query(client, keys, experiment="onboarding-nudge")
+    assert len(stored) == len(again)
+    assert {tuple(x["tags"]) for x in stored} == {("simulated", "q1", "q1-2026")}
+
+
 def test_concluding_publishes_the_learnings(client, keys):
     onboarding(client, keys)
     response = client.post(

@@ -226,10 +226,16 @@ def test_simulate_drives_the_served_api_end_to_end(served):
 
 @pytest.mark.slow
 def test_the_served_instance_runs_analyses_in_a_thread(tmp_path):
-    """On the embedded default, `kairos serve` runs PyMC jobs itself (no `kairos worker`)."""
+    """On the embedded default, `kairos serve` runs PyMC jobs itself (no `kairos worker`),
+    even while another server (on another database, from the same instance folder: `make
+    run` beside the tests) runs its own."""
     draws = {"KAIROS_ANALYSIS_DRAWS": "200", "KAIROS_ANALYSIS_TUNE": "200"}
     fast = {"KAIROS_ANALYSIS_CHAINS": "2", "KAIROS_ANALYSIS_POLL": "0.5"}
-    with serving(tmp_path, **draws, **fast) as (base, token, _, _):
+    (tmp_path / "other").mkdir()
+    with (
+        serving(tmp_path / "other"),
+        serving(tmp_path, **draws, **fast) as (base, token, _, _),
+    ):
         admin = {"Authorization": f"Bearer {token}"}
         body = experiment_body(holdout=0.0)
         assert requests.post(f"{base}/v1/experiments", json=body, headers=admin).ok
