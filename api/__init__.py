@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from flask import Flask, send_from_directory
 from flask.sessions import SessionInterface
 from flask_smorest import Api
+from marshmallow import validate
 from sqlalchemy.exc import OperationalError
 from swagger_ui_bundle import swagger_ui_path
 
@@ -80,6 +81,7 @@ def create_app(config: Mapping | None = None) -> Flask:
         },
     )
     api.spec.components.security_scheme("bearerAuth", SECURITY_SCHEME)
+    api.ma_plugin.converter.add_attribute_function(exclusive_bounds)
     converters.register(app, api)
     for blueprint in blueprints():
         api.register_blueprint(blueprint)
@@ -95,6 +97,20 @@ def create_app(config: Mapping | None = None) -> Flask:
     if app.config.get("KAIROS_FAST_LANE", True):
         app.wsgi_app = AssignmentFastLane(app, app.wsgi_app)
     return app
+
+
+def exclusive_bounds(converter, field, ret, **kwargs) -> dict:
+    """apispec documents a Range's bounds as inclusive whatever the validator says; an open
+    bound (`min_inclusive=False`) is OpenAPI 3.1's numeric exclusiveMinimum/Maximum."""
+    found = {}
+    for validator in field.validators:
+        if not isinstance(validator, validate.Range):
+            continue
+        if validator.min is not None and not validator.min_inclusive and "minimum" in ret:
+            found["exclusiveMinimum"] = ret.pop("minimum")
+        if validator.max is not None and not validator.max_inclusive and "maximum" in ret:
+            found["exclusiveMaximum"] = ret.pop("maximum")
+    return found
 
 
 def blueprints() -> list:

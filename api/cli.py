@@ -11,8 +11,13 @@ from experiments.db import Database
 from experiments.errors import KairosError
 
 
-def with_database(command):
-    """Run the command against the configured database (KAIROS_DATABASE_URL or the default)."""
+def with_database(command=None, *, schema_required: bool = True):
+    """Run the command against the configured database (KAIROS_DATABASE_URL or the default).
+
+    A command that reads or writes Kairos' tables refuses, with the command that fixes it, a
+    database whose schema is missing or behind (instead of an SQL traceback)."""
+    if command is None:
+        return functools.partial(with_database, schema_required=schema_required)
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -23,6 +28,10 @@ def with_database(command):
         with app.app_context():
             database = get_database()
             try:
+                if schema_required and not migrate.is_up_to_date(database):
+                    raise click.ClickException(
+                        "The database schema is not up to date: run 'kairos db upgrade' first."
+                    )
                 return command(database, *args, **kwargs)
             except KairosError as error:
                 raise click.ClickException(error.message) from error
@@ -59,7 +68,7 @@ def db():
 
 @db.command("upgrade")
 @click.argument("revision", default="head")
-@with_database
+@with_database(schema_required=False)
 def db_upgrade(database: Database, revision: str):
     """Migrate the schema up to REVISION (default: the newest)."""
     before = migrate.current_revision(database)
@@ -74,7 +83,7 @@ def db_upgrade(database: Database, revision: str):
 
 @db.command("downgrade")
 @click.argument("revision")
-@with_database
+@with_database(schema_required=False)
 def db_downgrade(database: Database, revision: str):
     """Migrate the schema down to REVISION ('base' empties it)."""
     migrate.downgrade(database, revision)
@@ -82,7 +91,7 @@ def db_downgrade(database: Database, revision: str):
 
 
 @db.command("current")
-@with_database
+@with_database(schema_required=False)
 def db_current(database: Database):
     """Show the schema revision, and whether it is the newest."""
     current, head = migrate.current_revision(database), migrate.head_revision(database)
@@ -413,7 +422,7 @@ def simulate(url: str, token: str, experiment: str, hours: int, users_per_hour: 
     help="Run PyMC analyses in a thread of the server. Default: on with the embedded SQLite "
     "database; with PostgreSQL run 'kairos worker' instead.",
 )
-@with_database
+@with_database(schema_required=False)
 def serve(
     database: Database,
     host: str,

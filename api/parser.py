@@ -9,6 +9,7 @@ import flask_smorest
 import orjson
 from flask import Request, request
 from flask_smorest import abort
+from flask_smorest.pagination import PaginationMetadataSchema
 from gunicorn.http.errors import NoMoreData, ParseException
 from webargs import core
 from webargs.flaskparser import FlaskParser
@@ -83,3 +84,11 @@ class OrjsonFlaskParser(FlaskParser):
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = OrjsonFlaskParser()
+
+    def _document_pagination_metadata(self, spec, resp_doc):
+        """The X-Pagination header carries a JSON object: documented as JSON content, not as a
+        header-style object (which a client would read as comma-separated key=value pairs)."""
+        resp_doc.setdefault("headers", {})[self.PAGINATION_HEADER_NAME] = {
+            "description": "Pagination metadata, as a JSON object",
+            "content": {"application/json": {"schema": PaginationMetadataSchema}},
+        }

@@ -64,7 +64,7 @@ class ExperimentByKey(MethodView):
 @blp.route("/<key:key>/start")
 class StartExperiment(MethodView):
     @requires("manage")
-    @blp.arguments(NoFieldsSchema())
+    @blp.arguments(NoFieldsSchema(), required=False)
     @blp.response(200, ExperimentSchema)
     def post(self, _body, key):
         """Start a draft experiment, or resume a paused one (409 otherwise)"""
@@ -76,7 +76,7 @@ class StartExperiment(MethodView):
 @blp.route("/<key:key>/pause")
 class PauseExperiment(MethodView):
     @requires("manage")
-    @blp.arguments(NoFieldsSchema())
+    @blp.arguments(NoFieldsSchema(), required=False)
     @blp.response(200, ExperimentSchema)
     def post(self, _body, key):
         """Pause a running experiment: assignments answer 409 until it is resumed"""
@@ -88,7 +88,7 @@ class PauseExperiment(MethodView):
 @blp.route("/<key:key>/conclude")
 class ConcludeExperiment(MethodView):
     @requires("manage")
-    @blp.arguments(ConcludeSchema())
+    @blp.arguments(ConcludeSchema(), required=False)
     @blp.response(200, ExperimentSchema)
     def post(self, body, key):
         """Conclude a running or paused experiment (every unit gets the winner from now on) and
@@ -101,7 +101,7 @@ class ConcludeExperiment(MethodView):
 @blp.route("/<key:key>/reweight")
 class ReweightExperiment(MethodView):
     @requires("manage")
-    @blp.arguments(ReweightSchema())
+    @blp.arguments(ReweightSchema(), required=False)
     @blp.response(200, PeriodSchema)
     @blp.alt_response(
         409,

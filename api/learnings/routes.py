@@ -28,7 +28,7 @@ blp = Blueprint(
 @blp.route("/experiments/<key:key>/learnings")
 class PublishLearnings(MethodView):
     @requires("manage")
-    @blp.arguments(PublishSchema())
+    @blp.arguments(PublishSchema(), required=False)
     @blp.response(201, LearningSchema(many=True))
     def post(self, body, key):
         """Publish the experiment's learnings from its latest results (replaces earlier ones)"""

@@ -25,7 +25,7 @@ class LearningSchema(Schema):
     level = fields.String(allow_none=True)
     baseline_level = fields.String(allow_none=True)
     channel = fields.String(allow_none=True)
-    lift = fields.Method("dump_lift", metadata={"type": "object"})
+    lift = fields.Method("dump_lift", metadata={"type": ["object", "null"]})
     prob_better = fields.Float(allow_none=True)
     units = fields.Integer(allow_none=True)
     method = fields.String(allow_none=True)

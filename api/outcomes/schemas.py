@@ -25,6 +25,7 @@ EVENT_DOC = {
     "type": "object",
     "required": ["event_id", "metric"],
     "description": "Give `assignment_id`, or `experiment` and `unit_id`.",
+    "anyOf": [{"required": ["assignment_id"]}, {"required": ["experiment", "unit_id"]}],
     "properties": {
         "event_id": {
             "type": "string",
@@ -32,9 +33,22 @@ EVENT_DOC = {
             "maxLength": bounds.MAX_IDENTIFIER,
             "description": f"Printable characters only; {bounds.IDENTIFIER_RULE}.",
         },
-        "experiment": {"type": "string", "pattern": SLUG_PATTERN, "description": "experiment key"},
-        "unit_id": {"type": "string", "minLength": 1, "maxLength": bounds.MAX_IDENTIFIER},
-        "assignment_id": {"type": "string", "minLength": 1, "maxLength": 32},
+        "experiment": {
+            "type": ["string", "null"],
+            "pattern": SLUG_PATTERN,
+            "description": "experiment key",
+        },
+        "unit_id": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": bounds.MAX_IDENTIFIER,
+        },
+        "assignment_id": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": 32,
+            "description": "as the assignment answered it; null: by experiment and unit_id",
+        },
         "metric": {
             "type": "string",
             "pattern": SLUG_PATTERN,
@@ -48,7 +62,7 @@ EVENT_DOC = {
             "description": "1 for a binary metric",
         },
         "occurred_at": {
-            "type": "string",
+            "type": ["string", "null"],
             "format": "date-time",
             "description": f"when it happened (default: when received): {bounds.MOMENT_RULE}",
         },

@@ -23,7 +23,7 @@ class Results(MethodView):
     @requires("read")
     @blp.arguments(ResultsQuerySchema(), location="query")
     @blp.response(200, ResultsSchema)
-    @blp.alt_response(400, description="Unknown metric or segment.")
+    @blp.alt_response(422, description="Unknown metric or segment.")
     def get(self, query, key):
         """Results of an experiment, per segment and for all units"""
         answer = results(

@@ -1,5 +1,7 @@
 """The `kairos` command line: keys and database commands, against a real database."""
 
+from click.testing import CliRunner
+
 from api.cli import main
 
 
@@ -113,3 +115,20 @@ def test_simulate_refuses_a_placeholder_token_clearly(runner):
     assert result.exit_code == 2
     assert "'kairos_…' is not a token" in result.output
     assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+
+
+def test_commands_on_a_database_without_the_schema_say_how_to_fix_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAIROS_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    runner = CliRunner()
+    for command in (
+        ["keys", "create", "first", "--scopes", "admin"],
+        ["keys", "list"],
+        ["stats", "check", "welcome"],
+        ["learnings", "search"],
+    ):
+        result = runner.invoke(main, command)
+        assert result.exit_code == 1, (command, result.output)
+        assert "run 'kairos db upgrade' first" in result.output
+        assert "Traceback" not in result.output
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(main, ["keys", "create", "first", "--scopes", "admin"]).exit_code == 0
