@@ -59,7 +59,10 @@ def signed_in_key():
     g.page_key = None
     key_id = cookie.get("key_id")
     if key_id is not None:
-        g.page_key = overview.active_key(session=get_session(), key_id=key_id)
+        # A short read of its own: a POST's request session takes SQLite's write lock, which
+        # an action that writes through its own sessions (a reweight) must not find taken.
+        with get_database().session() as session:
+            g.page_key = overview.active_key(session=session, key_id=key_id)
         if g.page_key is None:
             cookie.pop("key_id", None)
     if g.page_key is None and request.endpoint not in OPEN_ENDPOINTS:
@@ -231,15 +234,20 @@ def _conclude(key):
 
 
 def _reweight(key):
-    before = overview.allocation_history(session=get_session(), key=key)
+    # The reweight writes through sessions of its own; the request's is opened after it.
     period = reweighting.reweight(database=get_database(), cache=get_runtime_cache(), key=key)
+    history = overview.allocation_history(session=get_session(), key=key)
     changes = []
     for segment, weights in period.weights.items():
-        old = before["weights"].get(segment, {})
+        old = {
+            v: series[-2]
+            for v, series in history["weights"].get(segment, {}).items()
+            if len(series) >= 2
+        }
         moved = [
-            f"{variant} {old[variant][-1]:.2f}→{w:.2f}"
+            f"{variant} {old[variant]:.2f}→{w:.2f}"
             for variant, w in weights.items()
-            if variant in old and old[variant] and abs(old[variant][-1] - w) >= 0.005
+            if variant in old and abs(old[variant] - w) >= 0.005
         ]
         changes.append(f"{segment}: {', '.join(moved) if moved else 'unchanged'}")
     return f"Reweighted: allocation period {period.number} opened. " + "; ".join(changes) + "."
