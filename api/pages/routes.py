@@ -341,6 +341,13 @@ def analysis(key, job_id):
     return render_template("pages/analysis.html", key=key, job=job, plots=plots)
 
 
+@bp.get("/experiments/<key:key>/analyses/<int:job_id>/status")
+def analysis_status(key, job_id):
+    """The job's progress, for the page's script that follows it."""
+    job = overview.job_of_experiment(session=get_session(), key=key, job_id=job_id)
+    return {"status": job.status, "progress": job.progress, "stage": job.stage}
+
+
 @bp.post("/experiments/<key:key>/learnings")
 @needs("manage")
 def publish(key):

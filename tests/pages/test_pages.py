@@ -411,8 +411,9 @@ def test_running_an_analysis_queues_it_and_follows_its_progress(signed_in, runni
     assert response.location == f"/ui/experiments/{running}/analyses/1"
     html = page.get(response.location).text
     assert "Analysis 1: hierarchical on activated" in html
-    assert '<meta http-equiv="refresh" content="3">' in html
-    assert "<progress" in html
+    assert "poll.js" in html and "<progress" in html
+    status = page.get(f"/ui/experiments/{running}/analyses/1/status").json
+    assert status == {"status": "queued", "progress": 0.0, "stage": "queued"}
     assert (
         "Analysis 1</a>: hierarchical on activated" in page.get(f"/ui/experiments/{running}").text
     )
@@ -477,7 +478,7 @@ def test_a_finished_analysis_shows_its_plots_and_diagnostics(signed_in, running,
     assert "Main effect of each factor level, segment all" in html
     assert "channel=push (vs email)" in html
     assert "Two-way interactions, segment all" in html
-    assert "refresh" not in html
+    assert "poll.js" not in html
 
 
 def test_an_analysis_of_another_experiment_is_not_found(signed_in, running):
