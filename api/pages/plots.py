@@ -269,10 +269,11 @@ def meta_forest(studies: list[dict], pooled: dict | None, *, title: str, width: 
 
 
 def interval_bar(mean: float | None, low: float | None, high: float | None, *, label: str):
-    """A small inline bar: a lift's 95% interval on a fixed -50%..+50% scale (clipped)."""
+    """A small inline bar: a lift's 95% interval on a fixed -100%..+150% scale (clipped), so
+    that bars of different learnings compare at a glance; the tick is no difference."""
     width, height = 140, 16
     _, parts = _open(width, height, label, label)
-    scale = Scale(-0.5, 0.5, 4, width - 4)
+    scale = Scale(-1.0, 1.5, 4, width - 4)
     x0 = scale(0)
     parts.append(f'<line x1="{x0}" x2="{x0}" y1="1" y2="{height - 1}" stroke="{INK}"/>')
     if mean is not None and low is not None and high is not None:

@@ -49,10 +49,8 @@ class PagesOnlySessions(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app) -> bool:
         # Off by default: `make run` serves plain HTTP on localhost. Behind TLS, set
-        # KAIROS_UI_COOKIE_SECURE (or SESSION_COOKIE_SECURE) to true.
-        return bool(
-            app.config.get("KAIROS_UI_COOKIE_SECURE") or app.config.get("SESSION_COOKIE_SECURE")
-        )
+        # KAIROS_UI_COOKIE_SECURE=1 (api/settings.py).
+        return bool(app.config.get("KAIROS_UI_COOKIE_SECURE"))
 
 
 def csrf_token() -> str:

@@ -544,3 +544,9 @@ def test_the_evidence_page_without_its_fields_says_which(published):
     response = published.get("/ui/learnings/evidence?segment=all")
     assert response.status_code == 422
     assert "metric:" in response.text
+
+
+def test_behind_tls_the_cookie_can_be_marked_secure(app, tokens):
+    app.config["KAIROS_UI_COOKIE_SECURE"] = True
+    client = app.test_client()
+    assert "Secure" in sign_in(client, tokens["read"]).headers["Set-Cookie"]
