@@ -18,6 +18,7 @@ run: install
 
 test: install
 	@scripts/ensure-postgres
+	@scripts/ensure-chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

@@ -13,7 +13,7 @@ from marshmallow import validate
 from sqlalchemy.exc import OperationalError
 from swagger_ui_bundle import swagger_ui_path
 
-from api import converters, errors
+from api import converters, errors, pages
 from api.auth import SECURITY_SCHEME
 from api.db import init_database
 from api.fastlane import AssignmentFastLane
@@ -66,6 +66,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     # body to the path with one slash.
     app.url_map.merge_slashes = False
     app.json = OrjsonProvider(app)
+    # The API keeps no cookie sessions; the pages (below) keep one under /ui only.
     app.session_interface = NoSessions()
 
     configure_logging(app)
@@ -93,6 +94,8 @@ def create_app(config: Mapping | None = None) -> Flask:
         endpoint="docs_assets",
         view_func=lambda filename: send_from_directory(swagger_ui_path, filename),
     )
+    if app.config.get("KAIROS_PAGES", True):
+        pages.init_app(app)
     answer_refusals_in_json()
     if app.config.get("KAIROS_FAST_LANE", True):
         app.wsgi_app = AssignmentFastLane(app, app.wsgi_app)

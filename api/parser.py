@@ -26,7 +26,10 @@ def has_body(req: Request) -> bool:
 
 def refuse_bodies_that_are_not_json() -> None:
     """Run before every request: a body sent as anything but JSON is a 415, whatever the route
-    (a view that reads no body would otherwise ignore it silently)."""
+    (a view that reads no body would otherwise ignore it silently). The pages (/ui) take
+    HTML forms instead."""
+    if request.blueprint == "pages":
+        return
     if has_body(request) and not request.is_json:
         abort(415)
 

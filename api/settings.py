@@ -20,6 +20,8 @@ def load_settings(instance_path: str, environ: Mapping[str, str] | None = None) 
       a request with a simulated `now` re-checks every time).
     - KAIROS_RUN_WORKER: run the analysis worker as a thread of `kairos serve` ("auto": only on
       the embedded SQLite default).
+    - KAIROS_UI_COOKIE_SECURE: "1" or "true" marks the pages' session cookie Secure (sent over
+      HTTPS only); default off, since `make run` serves plain HTTP on localhost.
     """
     environ = os.environ if environ is None else environ
     database_url = environ.get("KAIROS_DATABASE_URL") or (
@@ -31,6 +33,8 @@ def load_settings(instance_path: str, environ: Mapping[str, str] | None = None) 
         "KAIROS_LOG_LEVEL": environ.get("KAIROS_LOG_LEVEL", "INFO").upper(),
         "KAIROS_RUN_WORKER": environ.get("KAIROS_RUN_WORKER", "auto").lower(),
         "KAIROS_CACHE_SECONDS": float(environ.get("KAIROS_CACHE_SECONDS", "1.0")),
+        "KAIROS_UI_COOKIE_SECURE": environ.get("KAIROS_UI_COOKIE_SECURE", "").lower()
+        in ("1", "true", "yes"),
     }
 
 

@@ -61,3 +61,19 @@ def test_views_hold_no_sql():
     for path in (ROOT / "api").rglob("routes.py"):
         bad = imported_modules(path) & {"sqlalchemy", "sqlmodel", "numpy", "scipy"}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_pages_hold_no_sql_and_no_statistics():
+    """The pages (templates, views, plots) present what the domain answers: they reach storage
+    and statistics only through experiments/."""
+    for path in sources("api/pages"):
+        bad = imported_modules(path) & {
+            "sqlalchemy",
+            "sqlmodel",
+            "numpy",
+            "scipy",
+            "pymc",
+            "analysis",
+            "bandits",
+        }
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
