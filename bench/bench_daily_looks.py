@@ -1,0 +1,200 @@
+"""Decisions under daily looks: the recommendation and the guardrails, read every day for four
+weeks, the way people use them.
+
+Simulated fixed-split experiments with two arms and 1,000 units an arm a day, looked at once a
+day for 28 days; each look analysed by the functions the results answer uses
+(analysis/summary.py, analysis/stopping.py), seeded.
+- Recommendation, primary metric at p = 0.5%, 1%, 2%: an A/A test, a variant 15% worse and
+  one 15% better. The first look that says `conclude` decides (people stop when told to): how
+  often the variant is chosen, on which day, and the leader's expected loss at that look as a
+  share of the control's rate.
+- Guardrails, an A/A pair on a guardrail at 0.5% (lower is better) with margins 0 and 0.0005:
+  how often the variant trips at some look.
+Baseline: the rules before issue 13 (conclude once the leader's expected loss is below 0.001
+in rate units; trip when P(worse by more than the margin) > 0.95), on the same data.
+"""
+
+import time
+from functools import cache
+
+import numpy as np
+
+from analysis.stopping import GuardrailCheck, recommend
+from analysis.summary import Guardrail, summarize_binary
+from bench.common import row
+
+DAYS = 28
+UNITS_PER_DAY = 1_000  # per arm
+RATES = (0.005, 0.01, 0.02)
+EFFECTS = {"A/A": 1.0, "15% worse": 0.85, "15% better": 1.15}
+RUNS = 400
+GUARDRAIL_RATE = 0.005
+GUARDRAIL_MARGINS = (0.0, 0.0005)
+GUARDRAIL_RUNS = 400
+OLD_THRESHOLD = 0.001
+OLD_GUARDRAIL_PROBABILITY = 0.95
+ARMS = ["control", "variant"]
+TARGET_WORSE_CHOSEN = 0.05
+NEGLIGIBLE_LOSS = 0.01
+TARGET_FALSE_TRIPS = 0.05
+
+
+def daily_counts(rng, rate: float, effect: float, runs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(units, conversions) at each daily look: shape (days,) and (runs, days, arms)."""
+    units = UNITS_PER_DAY * np.arange(1, DAYS + 1)
+    daily = rng.binomial(UNITS_PER_DAY, [rate, rate * effect], size=(runs, DAYS, 2))
+    return units, daily.cumsum(axis=1)
+
+
+def baseline_choice(arms) -> str | None:
+    """The old rule: the leader by P(best) (ties broken as the old code did), chosen once its
+    expected loss is below 0.001."""
+    candidates = zip(
+        [a.prob_best for a in arms], [a.expected_loss for a in arms], ARMS, strict=True
+    )
+    _, loss, leader = max(candidates)
+    return leader if loss < OLD_THRESHOLD else None
+
+
+def kairos_choice(arms) -> str | None:
+    """The arm the results answer recommends concluding with, or None."""
+    advice = recommend(
+        metric="primary",
+        variants=ARMS,
+        units=[a.units for a in arms],
+        prob_best=[a.prob_best for a in arms],
+        expected_loss=[a.expected_loss for a in arms],
+        threshold=OLD_THRESHOLD,
+        guardrails=[],
+        srm_flag=False,
+    )
+    return advice.variant if advice.action == "conclude" else None
+
+
+def relative_loss(arms, chosen: str) -> float:
+    """The chosen arm's expected loss as a share of the control's rate."""
+    return arms[ARMS.index(chosen)].expected_loss / arms[0].rate.mean
+
+
+def first_conclusions(units, conversions) -> dict[str, list]:
+    """Per rule, per run: (day, arm chosen, relative loss) at the first `conclude`, or None."""
+    found = {"Kairos": [], "baseline": []}
+    for run in conversions:
+        chosen = {"Kairos": None, "baseline": None}
+        for day in range(DAYS):
+            arms = summarize_binary([units[day]] * 2, run[day], control=0)
+            if chosen["baseline"] is None and (arm := baseline_choice(arms)):
+                chosen["baseline"] = (day + 1, arm, relative_loss(arms, arm))
+            if chosen["Kairos"] is None and (arm := kairos_choice(arms)):
+                chosen["Kairos"] = (day + 1, arm, relative_loss(arms, arm))
+            if all(chosen.values()):
+                break
+        for rule, value in chosen.items():
+            found[rule].append(value)
+    return found
+
+
+def recommendation_rows(rng) -> list[tuple]:
+    rows = []
+    for rate in RATES:
+        for scenario, effect in EFFECTS.items():
+            units, conversions = daily_counts(rng, rate, effect, RUNS)
+            for rule, firsts in first_conclusions(units, conversions).items():
+                done = [f for f in firsts if f is not None]
+                variant = [f for f in done if f[1] == "variant"]
+                rows.append(
+                    (
+                        f"p = {rate:.1%}, {scenario}",
+                        rule,
+                        len(done) / RUNS,
+                        len(variant) / RUNS,
+                        np.median([f[0] for f in done]) if done else None,
+                        [f[2] for f in variant],
+                    )
+                )
+    return rows
+
+
+@cache
+def prob_worse(units: int, control: int, variant: int, margin: float) -> float:
+    arms = summarize_binary(
+        [units, units],
+        [control, variant],
+        control=0,
+        higher_is_better=False,
+        guardrail=Guardrail(margin),
+    )
+    return arms[1].prob_worse
+
+
+def guardrail_rows(rng) -> list[tuple]:
+    units, conversions = daily_counts(rng, GUARDRAIL_RATE, 1.0, GUARDRAIL_RUNS)
+    rows = []
+    for margin in GUARDRAIL_MARGINS:
+        tripped = {"Kairos": 0, "baseline": 0}
+        for run in conversions:
+            hits = {"Kairos": False, "baseline": False}
+            for day in range(DAYS):
+                worse = prob_worse(int(units[day]), *map(int, run[day]), margin)
+                hits["baseline"] |= worse > OLD_GUARDRAIL_PROBABILITY
+                hits["Kairos"] |= GuardrailCheck("guardrail", "variant", margin, worse).tripped
+                if all(hits.values()):
+                    break
+            for rule, hit in hits.items():
+                tripped[rule] += hit
+        for rule, count in tripped.items():
+            rows.append(
+                (f"A/A at {GUARDRAIL_RATE:.1%}, margin {margin:g}", rule, count / GUARDRAIL_RUNS)
+            )
+    return rows
+
+
+def percent(value) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def spread(values) -> str:
+    """Median (largest) of some shares, or a dash."""
+    if not values:
+        return "–"
+    return f"{np.median(values):.1%} ({max(values):.1%})"
+
+
+def main() -> bool:
+    rng = np.random.default_rng(13)
+    started = time.perf_counter()
+    recommendations = recommendation_rows(rng)
+    guardrails = guardrail_rows(rng)
+    print(
+        f"{RUNS} simulated experiments a line, {UNITS_PER_DAY:,} units an arm a day, one look a "
+        f"day for {DAYS} days ({time.perf_counter() - started:.0f} s)"
+    )
+    widths = (24, 10, 11, 16, 12, 26)
+    print("First `conclude` within 28 daily looks; its loss: the chosen variant's expected loss")
+    print("at that look as a share of the control's rate, median (largest)")
+    header = ("recommendation", "rule", "concluded", "variant chosen", "median day", "its loss")
+    print(row(*header, widths=widths))
+    ok = True
+    for name, rule, concluded, variant, day, losses in recommendations:
+        day = "–" if day is None else f"{day:g}"
+        print(
+            row(
+                name, rule, percent(concluded), percent(variant), day, spread(losses), widths=widths
+            )
+        )
+        if rule == "Kairos" and "worse" in name:
+            ok &= variant < TARGET_WORSE_CHOSEN
+        if rule == "Kairos" and "A/A" in name:
+            ok &= max(losses, default=0.0) <= NEGLIGIBLE_LOSS
+    print()
+    print(row("guardrail", "rule", "tripped at some look", widths=(32, 10, 22)))
+    for name, rule, share in guardrails:
+        print(row(name, rule, percent(share), widths=(32, 10, 22)))
+        if rule == "Kairos":
+            ok &= share <= TARGET_FALSE_TRIPS
+    print(
+        f"target: a 15%-worse variant chosen < {TARGET_WORSE_CHOSEN:.0%}; an A/A variant chosen "
+        f"only at a loss ≤ {NEGLIGIBLE_LOSS:.0%} of the control's rate; A/A guardrail trips ≤ "
+        f"{TARGET_FALSE_TRIPS:.0%}"
+    )
+    return ok
