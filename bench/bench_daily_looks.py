@@ -10,6 +10,8 @@ day for 28 days; each look analysed by the functions the results answer uses
   share of the control's rate.
 - Guardrails, an A/A pair on a guardrail at 0.5% (lower is better) with margins 0 and 0.0005:
   how often the variant trips at some look.
+A look at which the control is not yet known within ±20% (`known_precisely`) cannot conclude,
+so it is analysed only if the baseline still needs it: a shortcut with the same answers.
 Baseline: the rules before issue 13 (conclude once the leader's expected loss is below 0.001
 in rate units; trip when P(worse by more than the margin) > 0.95), on the same data.
 """
@@ -18,10 +20,12 @@ import time
 from functools import cache
 
 import numpy as np
+from scipy import special
 
-from analysis.stopping import GuardrailCheck, recommend
-from analysis.summary import Guardrail, summarize_binary
+from analysis.stopping import GuardrailCheck, ThresholdOfCaring, known_precisely, recommend
+from analysis.summary import INTERVAL, Guardrail, Interval, summarize_binary
 from bench.common import row
+from experiments.spec import DEFAULT_RELATIVE_THRESHOLD_OF_CARING
 
 DAYS = 28
 UNITS_PER_DAY = 1_000  # per arm
@@ -35,7 +39,7 @@ OLD_THRESHOLD = 0.001
 OLD_GUARDRAIL_PROBABILITY = 0.95
 ARMS = ["control", "variant"]
 TARGET_WORSE_CHOSEN = 0.05
-NEGLIGIBLE_LOSS = 0.01
+NEGLIGIBLE_LOSS = DEFAULT_RELATIVE_THRESHOLD_OF_CARING
 TARGET_FALSE_TRIPS = 0.05
 
 
@@ -61,10 +65,9 @@ def kairos_choice(arms) -> str | None:
     advice = recommend(
         metric="primary",
         variants=ARMS,
-        units=[a.units for a in arms],
-        prob_best=[a.prob_best for a in arms],
-        expected_loss=[a.expected_loss for a in arms],
-        threshold=OLD_THRESHOLD,
+        arms=arms,
+        control=0,
+        threshold=ThresholdOfCaring(DEFAULT_RELATIVE_THRESHOLD_OF_CARING),
         guardrails=[],
         srm_flag=False,
     )
@@ -76,13 +79,27 @@ def relative_loss(arms, chosen: str) -> float:
     return arms[ARMS.index(chosen)].expected_loss / arms[0].rate.mean
 
 
+def rate_intervals(units, conversions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each arm's posterior mean and 95% interval at every look, as the results give them
+    (Beta(1 + conversions, 1 + failures)): (mean, low, high), each (runs, days, arms)."""
+    alpha = 1.0 + conversions
+    beta = 1.0 + units[None, :, None] - conversions
+    tail = (1 - INTERVAL) / 2
+    low, high = special.betaincinv(alpha, beta, tail), special.betaincinv(alpha, beta, 1 - tail)
+    return alpha / (alpha + beta), low, high
+
+
 def first_conclusions(units, conversions) -> dict[str, list]:
     """Per rule, per run: (day, arm chosen, relative loss) at the first `conclude`, or None."""
     found = {"Kairos": [], "baseline": []}
-    for run in conversions:
+    mean, low, high = rate_intervals(units, conversions)
+    for run in range(conversions.shape[0]):
         chosen = {"Kairos": None, "baseline": None}
         for day in range(DAYS):
-            arms = summarize_binary([units[day]] * 2, run[day], control=0)
+            control = Interval(mean[run, day, 0], low[run, day, 0], high[run, day, 0])
+            if chosen["baseline"] is not None and not known_precisely(control):
+                continue
+            arms = summarize_binary([units[day]] * 2, conversions[run, day], control=0)
             if chosen["baseline"] is None and (arm := baseline_choice(arms)):
                 chosen["baseline"] = (day + 1, arm, relative_loss(arms, arm))
             if chosen["Kairos"] is None and (arm := kairos_choice(arms)):

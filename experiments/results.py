@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlmodel import Session
 
-from analysis.stopping import GuardrailCheck, recommend
+from analysis.stopping import GuardrailCheck, ThresholdOfCaring, recommend
 from analysis.stratified import expected_shares, sample_ratio_by_period
 from analysis.summary import ArmSummary, Guardrail, Prior, summarize_binary, summarize_continuous
 from experiments.errors import InvalidSpec
@@ -94,14 +94,14 @@ def results(
     overall = analysed[0]
     if metric != primary.key:
         overall = _analyse(layout, primary, cells[primary.key], ALL_SEGMENT)
-    variants = overall.summaries[: layout.variants]
     advice = recommend(
         metric=primary.key,
         variants=layout.arms[: layout.variants],
-        units=[s.units for s in variants],
-        prob_best=[s.prob_best for s in variants],
-        expected_loss=[s.expected_loss for s in variants],
-        threshold=experiment.threshold_of_caring,
+        arms=overall.summaries[: layout.variants],
+        control=layout.control,
+        threshold=ThresholdOfCaring(
+            experiment.relative_threshold_of_caring, experiment.threshold_of_caring
+        ),
         guardrails=checks,
         srm_flag=srm["flag"],
         srm_p_value=srm["p_value"],
@@ -127,9 +127,16 @@ def results(
         ],
         "recommendation": {
             "action": advice.action,
+            "code": advice.code,
             "reason": advice.reason,
             "variant": advice.variant,
-            "threshold_of_caring": experiment.threshold_of_caring,
+            "prob_wrong_choice": advice.prob_wrong_choice,
+            "expected_loss": advice.expected_loss,
+            "relative_expected_loss": advice.relative_expected_loss,
+            "threshold_of_caring": advice.threshold,
+            "relative_threshold_of_caring": None
+            if experiment.threshold_of_caring is not None
+            else experiment.relative_threshold_of_caring,
         },
     }
 

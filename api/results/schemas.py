@@ -68,9 +68,41 @@ class GuardrailResultSchema(Schema):
 
 class RecommendationSchema(Schema):
     action = fields.String(metadata={"enum": ["continue", "conclude", "stop"]})
+    code = fields.String(
+        metadata={
+            "enum": [
+                "guardrail_tripped",
+                "sample_ratio_mismatch",
+                "empty_arm",
+                "imprecise",
+                "loss_above_threshold",
+                "negligible_loss",
+            ],
+            "description": "The reason, as a stable name",
+        }
+    )
     reason = fields.String()
-    variant = fields.String(allow_none=True)
-    threshold_of_caring = fields.Float()
+    variant = fields.String(
+        allow_none=True, metadata={"description": "The leader (conclude, continue) or the harm"}
+    )
+    prob_wrong_choice = fields.Float(
+        allow_none=True, metadata={"description": "P(the leader is not the best variant)"}
+    )
+    expected_loss = fields.Float(
+        allow_none=True, metadata={"description": "What choosing the leader risks, E[best − it]"}
+    )
+    relative_expected_loss = fields.Float(
+        allow_none=True, metadata={"description": "expected_loss as a share of the control's mean"}
+    )
+    threshold_of_caring = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "In the metric's units (from the relative one: at the control's mean)"
+        },
+    )
+    relative_threshold_of_caring = fields.Float(
+        allow_none=True, metadata={"description": "Null when the experiment set an absolute one"}
+    )
 
 
 class ResultsSchema(Schema):

@@ -188,8 +188,10 @@ def test_a_tripped_guardrail_recommends_stopping(client, keys):
 
 
 def test_a_clear_winner_recommends_concluding(client, keys):
-    start(client, keys, experiment_body(holdout=0.0, threshold_of_caring=0.005))
-    answers = assign_all(client, keys, 1_000)
+    start(client, keys, experiment_body(holdout=0.0))
+    # Control converts 1 unit in 10, evening-email 1 in 2; with 150 control conversions both
+    # rates are known within ±20% (with 50, as before, they were not: too early to conclude).
+    answers = assign_all(client, keys, 3_000)
     report(
         client,
         keys,
@@ -197,10 +199,28 @@ def test_a_clear_winner_recommends_concluding(client, keys):
         "activated",
         lambda a: int(a["unit_id"][1:]) % (10 if a["variant"] == "morning-push" else 2) == 0,
     )
-    recommendation = get_results(client, keys)["recommendation"]
+    results = get_results(client, keys)
+    recommendation = results["recommendation"]
     assert recommendation["action"] == "conclude", recommendation
+    assert recommendation["code"] == "negligible_loss"
     assert recommendation["variant"] == "evening-email"
+    control = rows_by_variant(results["segments"][0])["morning-push"]
+    assert recommendation["relative_threshold_of_caring"] == 0.01
+    assert recommendation["threshold_of_caring"] == pytest.approx(0.01 * control["rate"]["mean"])
+    assert recommendation["relative_expected_loss"] < 1e-6
+    assert recommendation["prob_wrong_choice"] < 1e-6
+
+
+def test_a_threshold_of_caring_in_the_metrics_units_is_kept(client, keys):
+    start(client, keys, experiment_body(holdout=0.0, threshold_of_caring=0.005))
+    read = client.get(f"/v1/experiments/{KEY}", headers=keys["read"]).json
+    assert (read["threshold_of_caring"], read["relative_threshold_of_caring"]) == (0.005, 0.01)
+    assign_all(client, keys, 200)
+    recommendation = get_results(client, keys)["recommendation"]
     assert recommendation["threshold_of_caring"] == 0.005
+    assert recommendation["relative_threshold_of_caring"] is None
+    # Without conversions the control's mean is the prior's, known to no useful precision.
+    assert (recommendation["action"], recommendation["code"]) == ("continue", "imprecise")
 
 
 def test_continuous_metric_reports_the_mean_value_per_unit(client, keys):
