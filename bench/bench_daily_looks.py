@@ -8,8 +8,10 @@ day for 28 days; each look analysed by the functions the results answer uses
   one 15% better. The first look that says `conclude` decides (people stop when told to): how
   often the variant is chosen, on which day, and the leader's expected loss at that look as a
   share of the control's rate.
-- Guardrails, an A/A pair on a guardrail at 0.5% (lower is better) with margins 0 and 0.0005:
-  how often the variant trips at some look.
+- Guardrails on a metric at 0.5% (lower is better): how often an A/A variant trips at some
+  look, with margins 0 and 0.0005, daily and (Kairos only) every 15 minutes as a bandit's
+  reweights look; and how often and how soon a variant with 50% more of it trips. The
+  posterior means and sds the p-value takes are computed for every look at once.
 A look at which the control is not yet known within ±20% (`known_precisely`) cannot conclude,
 so it is analysed only if the baseline still needs it: a shortcut with the same answers.
 Baseline: the rules before issue 13 (conclude once the leader's expected loss is below 0.001
@@ -22,8 +24,14 @@ from functools import cache
 import numpy as np
 from scipy import special
 
-from analysis.stopping import GuardrailCheck, ThresholdOfCaring, known_precisely, recommend
-from analysis.summary import INTERVAL, Guardrail, Interval, summarize_binary
+from analysis.stopping import (
+    GUARDRAIL_FALSE_TRIP_RATE,
+    ThresholdOfCaring,
+    guardrail_p_value,
+    known_precisely,
+    recommend,
+)
+from analysis.summary import INTERVAL, Interval, prob_worse_beta, summarize_binary
 from bench.common import row
 from experiments.spec import DEFAULT_RELATIVE_THRESHOLD_OF_CARING
 
@@ -35,8 +43,9 @@ RUNS = 400
 GUARDRAIL_RATE = 0.005
 GUARDRAIL_MARGINS = (0.0, 0.0005)
 GUARDRAIL_RUNS = 400
+GUARDRAIL_HARM = 0.5
 OLD_THRESHOLD = 0.001
-OLD_GUARDRAIL_PROBABILITY = 0.95
+OLD_P_WORSE = 0.95
 ARMS = ["control", "variant"]
 TARGET_WORSE_CHOSEN = 0.05
 NEGLIGIBLE_LOSS = DEFAULT_RELATIVE_THRESHOLD_OF_CARING
@@ -134,35 +143,67 @@ def recommendation_rows(rng) -> list[tuple]:
 
 @cache
 def prob_worse(units: int, control: int, variant: int, margin: float) -> float:
-    arms = summarize_binary(
-        [units, units],
-        [control, variant],
-        control=0,
-        higher_is_better=False,
-        guardrail=Guardrail(margin),
+    """P(the variant's rate exceeds the control's by more than `margin`), as the results
+    compute it for a lower-is-better guardrail (on the mirror images 1 − p)."""
+    return prob_worse_beta(
+        1 + units - variant, 1 + variant, 1 + units - control, 1 + control, margin
     )
-    return arms[1].prob_worse
+
+
+def baseline_trips(units, conversions, margin) -> np.ndarray:
+    """The day each run first trips under the old rule (0: never)."""
+    days = np.zeros(conversions.shape[0], dtype=int)
+    for run, counts in enumerate(conversions):
+        for look in range(len(units)):
+            if prob_worse(int(units[look]), *map(int, counts[look]), margin) > OLD_P_WORSE:
+                days[run] = look + 1
+                break
+    return days
+
+
+def kairos_trips(units, conversions, margin, looks_per_day=1) -> np.ndarray:
+    """The day each run first trips (0: never), every look at once: the rates' posterior means
+    and sds as the results give them (Beta(1 + conversions, 1 + failures)), then the p-value."""
+    alpha = 1.0 + conversions
+    beta = 1.0 + units[None, :, None] - conversions
+    mean, sd = alpha / (alpha + beta), np.sqrt(alpha * beta / (alpha + beta + 1)) / (alpha + beta)
+    p = guardrail_p_value(
+        mean[..., 0], sd[..., 0], mean[..., 1], sd[..., 1], margin=margin, higher_is_better=False
+    )
+    hit = p <= GUARDRAIL_FALSE_TRIP_RATE
+    return np.where(hit.any(axis=1), np.ceil((hit.argmax(axis=1) + 1) / looks_per_day), 0)
+
+
+def quarter_hourly_counts(rng, rate: float, effect: float, runs: int):
+    """(units, conversions) at a look every 15 minutes for DAYS days."""
+    looks = DAYS * 96
+    edges = np.round(np.linspace(0, DAYS * UNITS_PER_DAY, looks + 1)).astype(int)
+    new = np.diff(edges)[None, :, None]
+    counts = rng.binomial(new, [rate, rate * effect], size=(runs, looks, 2))
+    return edges[1:], counts.cumsum(axis=1)
 
 
 def guardrail_rows(rng) -> list[tuple]:
-    units, conversions = daily_counts(rng, GUARDRAIL_RATE, 1.0, GUARDRAIL_RUNS)
+    """(case, rule, share of runs tripped, median day of the trip)."""
     rows = []
+
+    def add(case, rule, days):
+        tripped = days[days > 0]
+        rows.append(
+            (case, rule, tripped.size / days.size, np.median(tripped) if tripped.size else None)
+        )
+
+    harmless = daily_counts(rng, GUARDRAIL_RATE, 1.0, GUARDRAIL_RUNS)
     for margin in GUARDRAIL_MARGINS:
-        tripped = {"Kairos": 0, "baseline": 0}
-        for run in conversions:
-            hits = {"Kairos": False, "baseline": False}
-            for day in range(DAYS):
-                worse = prob_worse(int(units[day]), *map(int, run[day]), margin)
-                hits["baseline"] |= worse > OLD_GUARDRAIL_PROBABILITY
-                hits["Kairos"] |= GuardrailCheck("guardrail", "variant", margin, worse).tripped
-                if all(hits.values()):
-                    break
-            for rule, hit in hits.items():
-                tripped[rule] += hit
-        for rule, count in tripped.items():
-            rows.append(
-                (f"A/A at {GUARDRAIL_RATE:.1%}, margin {margin:g}", rule, count / GUARDRAIL_RUNS)
-            )
+        case = f"A/A, margin {margin:g}"
+        add(case, "Kairos", kairos_trips(*harmless, margin))
+        add(case, "baseline", baseline_trips(*harmless, margin))
+    every_15_minutes = quarter_hourly_counts(rng, GUARDRAIL_RATE, 1.0, GUARDRAIL_RUNS)
+    add("A/A, margin 0, 15-min looks", "Kairos", kairos_trips(*every_15_minutes, 0.0, 96))
+    harmful = daily_counts(rng, GUARDRAIL_RATE, 1 + GUARDRAIL_HARM, GUARDRAIL_RUNS)
+    case = f"{GUARDRAIL_HARM:+.0%} harm, margin 0"
+    add(case, "Kairos", kairos_trips(*harmful, 0.0))
+    add(case, "baseline", baseline_trips(*harmful, 0.0))
     return rows
 
 
@@ -204,10 +245,13 @@ def main() -> bool:
         if rule == "Kairos" and "A/A" in name:
             ok &= max(losses, default=0.0) <= NEGLIGIBLE_LOSS
     print()
-    print(row("guardrail", "rule", "tripped at some look", widths=(32, 10, 22)))
-    for name, rule, share in guardrails:
-        print(row(name, rule, percent(share), widths=(32, 10, 22)))
-        if rule == "Kairos":
+    print(f"Guardrail at {GUARDRAIL_RATE:.1%} (lower is better), {GUARDRAIL_RUNS} arms a line")
+    widths = (30, 10, 24, 12)
+    print(row("guardrail", "rule", "tripped within 28 days", "median day", widths=widths))
+    for case, rule, share, day in guardrails:
+        day = "–" if day is None else f"{day:g}"
+        print(row(case, rule, percent(share), day, widths=widths))
+        if rule == "Kairos" and case.startswith("A/A"):
             ok &= share <= TARGET_FALSE_TRIPS
     print(
         f"target: a 15%-worse variant chosen < {TARGET_WORSE_CHOSEN:.0%}; an A/A variant chosen "

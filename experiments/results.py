@@ -8,7 +8,8 @@ differ between cells, they are strata (analysis/stratified.py), so that drift pl
 weights cannot fake a winner.
 
 The answer also carries the sample-ratio check (units per arm against each cell's weights),
-each guardrail's P(worse than control by more than its margin), and a recommendation.
+each guardrail's always-valid p-value (and P(worse than control by more than its margin)),
+and a recommendation.
 """
 
 import zlib
@@ -18,7 +19,12 @@ import numpy as np
 from sqlalchemy import select
 from sqlmodel import Session
 
-from analysis.stopping import GuardrailCheck, ThresholdOfCaring, recommend
+from analysis.stopping import (
+    GuardrailCheck,
+    ThresholdOfCaring,
+    guardrail_p_value,
+    recommend,
+)
 from analysis.stratified import expected_shares, sample_ratio_by_period
 from analysis.summary import ArmSummary, Guardrail, Prior, summarize_binary, summarize_continuous
 from experiments.errors import InvalidSpec
@@ -121,7 +127,9 @@ def results(
                 "variant": c.variant,
                 "margin": c.margin,
                 "prob_worse": c.prob_worse,
+                "p_value": c.p_value,
                 "flag": c.tripped,
+                "conclusive": c.conclusive,
             }
             for c in checks
         ],
@@ -154,17 +162,30 @@ def tripped_guardrails(session: Session, experiment: Experiment) -> set[str]:
 def guardrail_checks(
     layout: Layout, guardrail_metrics: list[Metric], cells: dict[str, MetricCells]
 ) -> list[GuardrailCheck]:
-    """P(worse than control by more than the margin), per guardrail metric and variant, on
-    all units."""
+    """Per guardrail metric and variant, on all units: the always-valid p-value of "no worse
+    than control by more than the margin" (what trips it), and P(worse by more than the
+    margin) now."""
     checks = []
     for metric in guardrail_metrics:
         margin = metric.margin or 0.0
         analysed = _analyse(layout, metric, cells[metric.key], ALL_SEGMENT, Guardrail(margin))
+        control = analysed.summaries[layout.control].rate
         for i, summary in enumerate(analysed.summaries[: layout.variants]):
-            if i != layout.control:
-                checks.append(
-                    GuardrailCheck(metric.key, layout.arms[i], margin, summary.prob_worse)
+            if i == layout.control:
+                continue
+            p_value = guardrail_p_value(
+                control.mean,
+                control.sd,
+                summary.rate.mean,
+                summary.rate.sd,
+                margin=margin,
+                higher_is_better=metric.higher_is_better,
+            )
+            checks.append(
+                GuardrailCheck(
+                    metric.key, layout.arms[i], margin, summary.prob_worse, float(p_value)
                 )
+            )
     return checks
 
 

@@ -61,9 +61,20 @@ class GuardrailResultSchema(Schema):
     margin = fields.Float()
     prob_worse = fields.Float(
         allow_none=True,
-        metadata={"description": "P(worse than control by more than the margin)"},
+        metadata={"description": "P(worse than control by more than the margin), now"},
     )
-    flag = fields.Boolean(metadata={"description": "prob_worse > 0.95"})
+    p_value = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "Always-valid p-value of 'no worse than control by more than the "
+            "margin': a harmless variant ever gets to 0.05 with probability at most 5%, "
+            "however often the results are read"
+        },
+    )
+    flag = fields.Boolean(metadata={"description": "Tripped: p_value ≤ 0.05"})
+    conclusive = fields.Boolean(
+        metadata={"description": "p_value ≤ 0.001: a bandit switches the variant off"}
+    )
 
 
 class RecommendationSchema(Schema):
