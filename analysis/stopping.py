@@ -172,14 +172,20 @@ def recommend(
     if tripped:
         worst = min(tripped, key=lambda g: g.p_value)
         others = f" ({len(tripped) - 1} more guardrail checks tripped)" if len(tripped) > 1 else ""
+        settled = (
+            " The harm is conclusive: a bandit gives it no more units."
+            if worst.conclusive
+            else f" Not yet conclusive (p > {GUARDRAIL_CONCLUSIVE_RATE:g}): a bandit keeps it at "
+            "its floor weight, so that the trip can clear or the harm become conclusive."
+        )
         return Recommendation(
             "stop",
             "guardrail_tripped",
             f"Guardrail tripped: '{worst.variant}' is worse than control on '{worst.metric}' by "
             f"more than {worst.margin:g} (always-valid p = {worst.p_value:.2g}, at most "
             f"{GUARDRAIL_FALSE_TRIP_RATE:g}: a harmless variant gets here with probability "
-            f"{GUARDRAIL_FALSE_TRIP_RATE:.0%} at most, however often the results are read)."
-            f"{others}",
+            f"{GUARDRAIL_FALSE_TRIP_RATE:.0%} at most, however often the results are read)"
+            f"{others}.{settled}",
             worst.variant,
         )
     if srm_flag:

@@ -149,14 +149,15 @@ def results(
     }
 
 
-def tripped_guardrails(session: Session, experiment: Experiment) -> set[str]:
-    """The variants a guardrail currently flags (a bandit gives them no more units)."""
+def tripped_guardrails(session: Session, experiment: Experiment) -> list[GuardrailCheck]:
+    """The guardrail checks that trip now: a bandit holds their variants at its floor, and
+    switches off those whose harm is conclusive."""
     guardrail_metrics = [m for m in experiment.metrics if m.role == "guardrail"]
     if not guardrail_metrics:
-        return set()
+        return []
     layout = _layout(session, experiment)
     cells = _load(session, experiment, layout, set(metrics_of(guardrail_metrics)))
-    return {c.variant for c in guardrail_checks(layout, guardrail_metrics, cells) if c.tripped}
+    return [c for c in guardrail_checks(layout, guardrail_metrics, cells) if c.tripped]
 
 
 def guardrail_checks(

@@ -98,6 +98,9 @@ def test_stop_on_a_tripped_guardrail_before_anything_else():
     assert "1 more guardrail" in advice.reason
     assert advice.prob_wrong_choice is None
     assert [(g.tripped, g.conclusive) for g in tripped] == [(True, False), (True, True)]
+    assert "The harm is conclusive" in advice.reason
+    advice = recommend(**{**BASE, "guardrails": tripped[:1]})
+    assert "Not yet conclusive" in advice.reason and "floor weight" in advice.reason
     # Exactly at the boundary trips; a high P(worse) alone does not.
     at = [GuardrailCheck("unsubscribed", "b", 0.002, 0.95, 0.05)]
     assert recommend(**{**BASE, "guardrails": at}).action == "stop"
