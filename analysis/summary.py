@@ -62,6 +62,8 @@ class Interval:
     mean: float | None
     low: float | None
     high: float | None
+    # The posterior standard deviation (given for rates, where the guardrails need it).
+    sd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,9 @@ def summarize_binary(
         np.repeat([(1 - INTERVAL) / 2, (1 + INTERVAL) / 2], alpha.size),
     ).reshape(2, -1)
     rates = [
-        Interval(float(a / (a + b)), float(lo), float(hi))
+        Interval(
+            float(a / (a + b)), float(lo), float(hi), float(np.sqrt(a * b / (a + b + 1)) / (a + b))
+        )
         for a, b, lo, hi in zip(alpha, beta, low, high, strict=True)
     ]
     # Lower is better: compare the mirror images 1 − p ~ Beta(beta, alpha).
@@ -167,7 +171,7 @@ def summarize_continuous(
             notes[i].append("Fewer than two units: the mean's spread is unknown, shown wide.")
     sd = np.sqrt(var)
     rates = [
-        Interval(float(m), float(m - Z * s), float(m + Z * s))
+        Interval(float(m), float(m - Z * s), float(m + Z * s), float(s))
         for m, s in zip(mean, sd, strict=True)
     ]
     sign = 1.0 if higher_is_better else -1.0
@@ -408,8 +412,8 @@ def _from_draws(draws, units, conversions, control, holdout, higher_is_better, g
     tail = (1 - INTERVAL) / 2
     low, high = np.quantile(draws, [tail, 1 - tail], axis=0)
     rates = [
-        Interval(float(m), float(lo), float(hi))
-        for m, lo, hi in zip(draws.mean(axis=0), low, high, strict=True)
+        Interval(float(m), float(lo), float(hi), float(s))
+        for m, lo, hi, s in zip(draws.mean(axis=0), low, high, draws.std(axis=0), strict=True)
     ]
     better = draws if higher_is_better else -draws
     candidates = _candidates(draws.shape[1], holdout)

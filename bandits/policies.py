@@ -139,14 +139,39 @@ def apply_floor(weights: np.ndarray, min_weight: float) -> np.ndarray:
 
 def exclude_arms(weights: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     """Weights (segments × arms) with the excluded arms at exactly zero and the others scaled
-    up in proportion, so each keeps at least its floor. A guardrail that trips excludes an arm:
-    exploring it further would only harm more users. Every arm excluded is refused."""
+    up in proportion, so each keeps at least its floor. A guardrail whose harm is conclusive
+    excludes an arm: exploring it further would only harm more users. Every arm excluded is
+    refused."""
     weights = np.atleast_2d(np.asarray(weights, dtype=float))
     keep = ~np.asarray(excluded, dtype=bool)
     if keep.shape != weights.shape[-1:] or not keep.any():
         raise ValueError("Exclude some of the arms, not all, with one flag per arm.")
     kept = weights * keep
     return kept / kept.sum(axis=1, keepdims=True)
+
+
+def cap_arms(weights: np.ndarray, capped: np.ndarray, share: float) -> np.ndarray:
+    """Weights (segments × arms) with each capped arm at `share` at most, what it gives up
+    shared by the other arms in proportion to their weights (equally if they have none).
+
+    A guardrail that trips but is not yet conclusive caps an arm at the exploration floor
+    instead of switching it off: at zero it would get no data, and a false alarm (one harmless
+    arm in twenty may trip at some look) could never clear, nor a real harm become conclusive.
+    Every arm capped is refused."""
+    weights = np.atleast_2d(np.asarray(weights, dtype=float))
+    capped = np.asarray(capped, dtype=bool)
+    if capped.shape != weights.shape[-1:] or capped.all() or not 0 <= share <= 1:
+        raise ValueError(
+            "Cap some of the arms, not all, with one flag per arm, at a share in [0, 1]."
+        )
+    held = np.where(capped, np.minimum(weights, share), weights)
+    freed = (weights - held).sum(axis=1, keepdims=True)
+    others = np.where(capped, 0.0, held)
+    total = others.sum(axis=1, keepdims=True)
+    even = np.where(capped, 0.0, 1.0) / (~capped).sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = np.where(total > 0, others / total, even)
+    return held + freed * spread
 
 
 def pooled_prior(

@@ -56,6 +56,7 @@ def create_experiment(
         update_every_seconds=spec.bandit.update_every_seconds,
         min_weight=spec.bandit.min_weight,
         min_units_per_arm=spec.bandit.min_units_per_arm,
+        relative_threshold_of_caring=spec.relative_threshold_of_caring,
         threshold_of_caring=spec.threshold_of_caring,
         prior=spec.prior,
         prior_units=spec.prior_units,

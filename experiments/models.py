@@ -62,8 +62,10 @@ class Experiment(SQLModel, table=True):
     update_every_seconds: int = Field(default=900)
     min_weight: float = Field(default=0.01)
     min_units_per_arm: int = Field(default=100)
-    # Conclude once the leader's expected loss on the primary metric is below this.
-    threshold_of_caring: float = Field(default=0.001)
+    # Conclude once the leader's expected loss on the primary metric is below this share of the
+    # control's mean, or below `threshold_of_caring` (in the metric's units) if that is set.
+    relative_threshold_of_caring: float = Field(default=0.01)
+    threshold_of_caring: float | None = Field(default=None)
     # "learnings": the bandit and the conjugate results start from `priors`, a snapshot of the
     # registry's pooled evidence taken at creation ({segment: {variant: [alpha, beta]}}).
     prior: str = Field(default="default", max_length=16)

@@ -8,7 +8,8 @@ differ between cells, they are strata (analysis/stratified.py), so that drift pl
 weights cannot fake a winner.
 
 The answer also carries the sample-ratio check (units per arm against each cell's weights),
-each guardrail's P(worse than control by more than its margin), and a recommendation.
+each guardrail's always-valid p-value (and P(worse than control by more than its margin)),
+and a recommendation.
 """
 
 import zlib
@@ -18,7 +19,12 @@ import numpy as np
 from sqlalchemy import select
 from sqlmodel import Session
 
-from analysis.stopping import GuardrailCheck, recommend
+from analysis.stopping import (
+    GuardrailCheck,
+    ThresholdOfCaring,
+    guardrail_p_value,
+    recommend,
+)
 from analysis.stratified import expected_shares, sample_ratio_by_period
 from analysis.summary import ArmSummary, Guardrail, Prior, summarize_binary, summarize_continuous
 from experiments.errors import InvalidSpec
@@ -94,14 +100,14 @@ def results(
     overall = analysed[0]
     if metric != primary.key:
         overall = _analyse(layout, primary, cells[primary.key], ALL_SEGMENT)
-    variants = overall.summaries[: layout.variants]
     advice = recommend(
         metric=primary.key,
         variants=layout.arms[: layout.variants],
-        units=[s.units for s in variants],
-        prob_best=[s.prob_best for s in variants],
-        expected_loss=[s.expected_loss for s in variants],
-        threshold=experiment.threshold_of_caring,
+        arms=overall.summaries[: layout.variants],
+        control=layout.control,
+        threshold=ThresholdOfCaring(
+            experiment.relative_threshold_of_caring, experiment.threshold_of_caring
+        ),
         guardrails=checks,
         srm_flag=srm["flag"],
         srm_p_value=srm["p_value"],
@@ -121,43 +127,66 @@ def results(
                 "variant": c.variant,
                 "margin": c.margin,
                 "prob_worse": c.prob_worse,
+                "p_value": c.p_value,
                 "flag": c.tripped,
+                "conclusive": c.conclusive,
             }
             for c in checks
         ],
         "recommendation": {
             "action": advice.action,
+            "code": advice.code,
             "reason": advice.reason,
             "variant": advice.variant,
-            "threshold_of_caring": experiment.threshold_of_caring,
+            "prob_wrong_choice": advice.prob_wrong_choice,
+            "expected_loss": advice.expected_loss,
+            "relative_expected_loss": advice.relative_expected_loss,
+            "threshold_of_caring": advice.threshold,
+            "relative_threshold_of_caring": None
+            if experiment.threshold_of_caring is not None
+            else experiment.relative_threshold_of_caring,
         },
     }
 
 
-def tripped_guardrails(session: Session, experiment: Experiment) -> set[str]:
-    """The variants a guardrail currently flags (a bandit gives them no more units)."""
+def tripped_guardrails(session: Session, experiment: Experiment) -> list[GuardrailCheck]:
+    """The guardrail checks that trip now: a bandit holds their variants at its floor, and
+    switches off those whose harm is conclusive."""
     guardrail_metrics = [m for m in experiment.metrics if m.role == "guardrail"]
     if not guardrail_metrics:
-        return set()
+        return []
     layout = _layout(session, experiment)
     cells = _load(session, experiment, layout, set(metrics_of(guardrail_metrics)))
-    return {c.variant for c in guardrail_checks(layout, guardrail_metrics, cells) if c.tripped}
+    return [c for c in guardrail_checks(layout, guardrail_metrics, cells) if c.tripped]
 
 
 def guardrail_checks(
     layout: Layout, guardrail_metrics: list[Metric], cells: dict[str, MetricCells]
 ) -> list[GuardrailCheck]:
-    """P(worse than control by more than the margin), per guardrail metric and variant, on
-    all units."""
+    """Per guardrail metric and variant, on all units: the always-valid p-value of "no worse
+    than control by more than the margin" (what trips it), and P(worse by more than the
+    margin) now."""
     checks = []
     for metric in guardrail_metrics:
         margin = metric.margin or 0.0
         analysed = _analyse(layout, metric, cells[metric.key], ALL_SEGMENT, Guardrail(margin))
+        control = analysed.summaries[layout.control].rate
         for i, summary in enumerate(analysed.summaries[: layout.variants]):
-            if i != layout.control:
-                checks.append(
-                    GuardrailCheck(metric.key, layout.arms[i], margin, summary.prob_worse)
+            if i == layout.control:
+                continue
+            p_value = guardrail_p_value(
+                control.mean,
+                control.sd,
+                summary.rate.mean,
+                summary.rate.sd,
+                margin=margin,
+                higher_is_better=metric.higher_is_better,
+            )
+            checks.append(
+                GuardrailCheck(
+                    metric.key, layout.arms[i], margin, summary.prob_worse, float(p_value)
                 )
+            )
     return checks
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from bandits.delays import DelayDistribution
-from bandits.policies import ThompsonSampling, exclude_arms, segment_weights
+from bandits.policies import ThompsonSampling, cap_arms, exclude_arms, segment_weights
 from experiments.db import Database
 from experiments.errors import Conflict
 from experiments.lifecycle import get_experiment, new_seed
@@ -34,6 +34,10 @@ from experiments.spec import HOLDOUT_ARM, OTHER_SEGMENT
 
 log = logging.getLogger(__name__)
 
+# The most a variant whose guardrail tripped (not yet conclusively) gets: the floor min_weight,
+# or this if the floor is lower. A tripped arm at zero would never clear a false alarm; at 1%
+# it costs 1% of the users while the evidence settles either way.
+TRIPPED_ARM_SHARE = 0.01
 # How many units the pooled (all-segment) rate of an arm is worth in a segment's prior. A cold
 # segment then starts from what the others have shown rather than from nothing, yet 100 of its
 # own units outweigh the prior ten to one.
@@ -141,15 +145,25 @@ def compute_weights(
             if found is not None:
                 successes[i] += found[0]
                 effective[i] += np.add(found[0], found[1])
-    flagged = tripped_guardrails(session, experiment)
-    if flagged:
+    tripped = tripped_guardrails(session, experiment)
+    conclusive = {c.variant for c in tripped if c.conclusive}
+    held = {c.variant for c in tripped} - conclusive
+    if tripped:
         log.warning(
-            "Experiment %s: guardrails tripped for %s; their weight is now zero.",
+            "Experiment %s: guardrails tripped; held at the floor: %s; switched off: %s.",
             runtime.key,
-            ", ".join(sorted(flagged)),
+            ", ".join(sorted(held)) or "none",
+            ", ".join(sorted(conclusive)) or "none",
         )
-    excluded = np.array([v in flagged for v in variants])
-    return thompson_weights(successes, effective, segments, variants, runtime.min_weight, excluded)
+    return thompson_weights(
+        successes,
+        effective,
+        segments,
+        variants,
+        runtime.min_weight,
+        excluded=np.array([v in conclusive for v in variants]),
+        held=np.array([v in held for v in variants]),
+    )
 
 
 def thompson_weights(
@@ -159,13 +173,19 @@ def thompson_weights(
     variants: list[str],
     min_weight: float,
     excluded: np.ndarray | None = None,
+    held: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Weights per segment; arms a guardrail excluded get exactly zero."""
+    """Weights per segment. Arms whose guardrail harm is conclusive (`excluded`) get exactly
+    zero; arms whose guardrail tripped short of that (`held`) get at most the floor,
+    `min_weight` (at least TRIPPED_ARM_SHARE), so that they keep collecting the data that
+    would clear them or settle the harm."""
     shares = segment_weights(
         successes, trials, ThompsonSampling(min_weight=min_weight), PRIOR_PSEUDO_UNITS
     )
     if excluded is not None and excluded.any():
         shares = exclude_arms(shares, excluded)
+    if held is not None and held.any():
+        shares = cap_arms(shares, held, max(min_weight, TRIPPED_ARM_SHARE))
     return {
         segment: {v: round(float(w), 6) for v, w in zip(variants, row, strict=True)}
         for segment, row in zip(segments, shares, strict=True)

@@ -44,9 +44,10 @@ MAX_RULE_VALUES = 1000
 DEFAULT_TIMEZONE = "UTC"
 MAX_HOLDOUT = 0.5
 WEIGHT_TOLERANCE = 1e-6
-# The expected loss (in the primary metric's units: 0.001 is a tenth of a percentage point of a
-# rate) below which choosing the leader is safe enough to conclude.
-DEFAULT_THRESHOLD_OF_CARING = 0.001
+# The expected loss below which choosing the leader is safe enough to conclude, as a share of the
+# control's mean on the primary metric: the same meaning at a 0.5% rate, a 20% one, or revenue.
+# (The absolute default it replaces, 0.001, was 20% of a 0.5% rate: every A/A test concluded.)
+DEFAULT_RELATIVE_THRESHOLD_OF_CARING = 0.01
 # `"prior": "learnings"`: the registry's pooled evidence, discounted to this many units per arm.
 PRIORS = ("default", "learnings")
 DEFAULT_PRIOR_UNITS = 100.0
@@ -113,7 +114,9 @@ class ExperimentSpec:
     holdout: float = 0.0
     quiet_hours: QuietHours | None = None
     bandit: BanditSettings = field(default_factory=BanditSettings)
-    threshold_of_caring: float = DEFAULT_THRESHOLD_OF_CARING
+    relative_threshold_of_caring: float = DEFAULT_RELATIVE_THRESHOLD_OF_CARING
+    # An amount in the primary metric's units instead, if the experiment gives one.
+    threshold_of_caring: float | None = None
     prior: str = "default"
     prior_units: float = DEFAULT_PRIOR_UNITS
     timezone: str = DEFAULT_TIMEZONE
@@ -170,8 +173,16 @@ class ExperimentSpec:
                     "weight to allocate; it must be below 1 / number of variants.",
                 )
 
+        if "threshold_of_caring" in data and "relative_threshold_of_caring" in data:
+            fail(
+                "threshold_of_caring",
+                "Give threshold_of_caring (in the metric's units) or relative_threshold_of_caring "
+                "(a share of the control's mean), not both.",
+            )
+
         if errors:
             raise InvalidSpec(errors)
+        absolute = data.get("threshold_of_caring")
         return cls(
             key=data["key"],
             name=data.get("name") or data["key"],
@@ -187,7 +198,10 @@ class ExperimentSpec:
             holdout=float(data.get("holdout", 0.0)),
             quiet_hours=quiet_hours,
             bandit=bandit,
-            threshold_of_caring=float(data.get("threshold_of_caring", DEFAULT_THRESHOLD_OF_CARING)),
+            relative_threshold_of_caring=float(
+                data.get("relative_threshold_of_caring", DEFAULT_RELATIVE_THRESHOLD_OF_CARING)
+            ),
+            threshold_of_caring=None if absolute is None else float(absolute),
             prior=data.get("prior", "default"),
             prior_units=float(data.get("prior_units", DEFAULT_PRIOR_UNITS)),
             timezone=timezone,

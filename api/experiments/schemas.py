@@ -141,11 +141,21 @@ class ExperimentInSchema(Schema):
             f"`send.local_hour` and the quiet hours are read (default {spec.DEFAULT_TIMEZONE})."
         },
     )
+    relative_threshold_of_caring = Number(
+        validate=validate.Range(0, 1, min_inclusive=False),
+        metadata={
+            "description": "Recommend concluding once the leader's expected loss on the primary "
+            "metric is below this share of the control's mean (default "
+            f"{spec.DEFAULT_RELATIVE_THRESHOLD_OF_CARING:g}: "
+            f"{spec.DEFAULT_RELATIVE_THRESHOLD_OF_CARING:.0%})."
+        },
+    )
     threshold_of_caring = Number(
         validate=validate.Range(0, 1e12, min_inclusive=False),
         metadata={
-            "description": "Recommend concluding once the leader's expected loss on the primary "
-            "metric is below this (in the metric's units; default 0.001)."
+            "description": "Instead of the relative threshold: an expected loss in the primary "
+            "metric's units (0.001 is a tenth of a percentage point of a rate, which is 20% of "
+            "a 0.5% rate). Not with relative_threshold_of_caring."
         },
     )
 
@@ -187,7 +197,10 @@ class ExperimentSchema(Schema):
     holdout = fields.Float()
     quiet_hours = fields.Method("dump_quiet_hours", metadata={"type": ["object", "null"]})
     bandit = fields.Method("dump_bandit", metadata={"type": ["object", "null"]})
-    threshold_of_caring = fields.Float()
+    relative_threshold_of_caring = fields.Float()
+    threshold_of_caring = fields.Float(
+        allow_none=True, metadata={"description": "In the metric's units; null: relative"}
+    )
     prior = fields.String()
     prior_units = fields.Float()
     timezone = fields.String()

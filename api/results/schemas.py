@@ -61,16 +61,59 @@ class GuardrailResultSchema(Schema):
     margin = fields.Float()
     prob_worse = fields.Float(
         allow_none=True,
-        metadata={"description": "P(worse than control by more than the margin)"},
+        metadata={"description": "P(worse than control by more than the margin), now"},
     )
-    flag = fields.Boolean(metadata={"description": "prob_worse > 0.95"})
+    p_value = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "Always-valid p-value of 'no worse than control by more than the "
+            "margin': a harmless variant ever gets to 0.05 with probability at most 5%, "
+            "however often the results are read"
+        },
+    )
+    flag = fields.Boolean(metadata={"description": "Tripped: p_value ≤ 0.05"})
+    conclusive = fields.Boolean(
+        metadata={"description": "p_value ≤ 0.001: a bandit switches the variant off"}
+    )
 
 
 class RecommendationSchema(Schema):
     action = fields.String(metadata={"enum": ["continue", "conclude", "stop"]})
+    code = fields.String(
+        metadata={
+            "enum": [
+                "guardrail_tripped",
+                "sample_ratio_mismatch",
+                "empty_arm",
+                "imprecise",
+                "loss_above_threshold",
+                "negligible_loss",
+            ],
+            "description": "The reason, as a stable name",
+        }
+    )
     reason = fields.String()
-    variant = fields.String(allow_none=True)
-    threshold_of_caring = fields.Float()
+    variant = fields.String(
+        allow_none=True, metadata={"description": "The leader (conclude, continue) or the harm"}
+    )
+    prob_wrong_choice = fields.Float(
+        allow_none=True, metadata={"description": "P(the leader is not the best variant)"}
+    )
+    expected_loss = fields.Float(
+        allow_none=True, metadata={"description": "What choosing the leader risks, E[best − it]"}
+    )
+    relative_expected_loss = fields.Float(
+        allow_none=True, metadata={"description": "expected_loss as a share of the control's mean"}
+    )
+    threshold_of_caring = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "In the metric's units (from the relative one: at the control's mean)"
+        },
+    )
+    relative_threshold_of_caring = fields.Float(
+        allow_none=True, metadata={"description": "Null when the experiment set an absolute one"}
+    )
 
 
 class ResultsSchema(Schema):

@@ -182,14 +182,39 @@ def test_a_tripped_guardrail_recommends_stopping(client, keys):
     (check,) = results["guardrails"]
     assert check["metric"] == "unsubscribed" and check["variant"] == "evening-email"
     assert check["margin"] == 0.002 and check["prob_worse"] > 0.999 and check["flag"] is True
+    assert check["p_value"] < 1e-6 and check["conclusive"] is True
     assert results["recommendation"]["action"] == "stop"
+    assert results["recommendation"]["code"] == "guardrail_tripped"
     assert results["recommendation"]["variant"] == "evening-email"
     assert "unsubscribed" in results["recommendation"]["reason"]
 
 
-def test_a_clear_winner_recommends_concluding(client, keys):
-    start(client, keys, experiment_body(holdout=0.0, threshold_of_caring=0.005))
+def test_a_guardrail_trips_on_evidence_that_holds_under_repeated_looks(client, keys):
+    """P(worse by more than the margin) 0.99 once is what daily looks produce by chance (it
+    tripped 22% of A/A guardrails over four weeks): it no longer trips alone."""
+    start(client, keys, experiment_body(holdout=0.0))
     answers = assign_all(client, keys, 1_000)
+    # One unsubscribe in 100 on push, one in 25 on email: about 5 against 20.
+    report(
+        client,
+        keys,
+        answers,
+        "unsubscribed",
+        lambda a: int(a["unit_id"][1:]) % (100 if a["variant"] == "morning-push" else 25) == 0,
+    )
+    results = get_results(client, keys)
+    (check,) = results["guardrails"]
+    assert check["prob_worse"] > 0.95
+    assert 0.05 < check["p_value"] < 0.5
+    assert (check["flag"], check["conclusive"]) == (False, False)
+    assert results["recommendation"]["action"] == "continue"
+
+
+def test_a_clear_winner_recommends_concluding(client, keys):
+    start(client, keys, experiment_body(holdout=0.0))
+    # Control converts 1 unit in 10, evening-email 1 in 2; with 150 control conversions both
+    # rates are known within ±20% (with 50, as before, they were not: too early to conclude).
+    answers = assign_all(client, keys, 3_000)
     report(
         client,
         keys,
@@ -197,10 +222,28 @@ def test_a_clear_winner_recommends_concluding(client, keys):
         "activated",
         lambda a: int(a["unit_id"][1:]) % (10 if a["variant"] == "morning-push" else 2) == 0,
     )
-    recommendation = get_results(client, keys)["recommendation"]
+    results = get_results(client, keys)
+    recommendation = results["recommendation"]
     assert recommendation["action"] == "conclude", recommendation
+    assert recommendation["code"] == "negligible_loss"
     assert recommendation["variant"] == "evening-email"
+    control = rows_by_variant(results["segments"][0])["morning-push"]
+    assert recommendation["relative_threshold_of_caring"] == 0.01
+    assert recommendation["threshold_of_caring"] == pytest.approx(0.01 * control["rate"]["mean"])
+    assert recommendation["relative_expected_loss"] < 1e-6
+    assert recommendation["prob_wrong_choice"] < 1e-6
+
+
+def test_a_threshold_of_caring_in_the_metrics_units_is_kept(client, keys):
+    start(client, keys, experiment_body(holdout=0.0, threshold_of_caring=0.005))
+    read = client.get(f"/v1/experiments/{KEY}", headers=keys["read"]).json
+    assert (read["threshold_of_caring"], read["relative_threshold_of_caring"]) == (0.005, 0.01)
+    assign_all(client, keys, 200)
+    recommendation = get_results(client, keys)["recommendation"]
     assert recommendation["threshold_of_caring"] == 0.005
+    assert recommendation["relative_threshold_of_caring"] is None
+    # Without conversions the control's mean is the prior's, known to no useful precision.
+    assert (recommendation["action"], recommendation["code"]) == ("continue", "imprecise")
 
 
 def test_continuous_metric_reports_the_mean_value_per_unit(client, keys):

@@ -210,6 +210,18 @@ CASES = [
         "bandit.update_every_seconds",
     ),
     ("bandit unknown setting", FACTORIAL, top(bandit={"epsilon": 0.1}), "bandit.epsilon"),
+    (
+        "relative threshold of caring above 1",
+        ONBOARDING,
+        top(relative_threshold_of_caring=1.5),
+        "relative_threshold_of_caring",
+    ),
+    (
+        "both thresholds of caring",
+        ONBOARDING,
+        top(threshold_of_caring=0.001, relative_threshold_of_caring=0.01),
+        "threshold_of_caring",
+    ),
 ]
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bandits.policies import BetaArms, FixedSplit, ThompsonSampling
+from bandits.policies import BetaArms, FixedSplit, ThompsonSampling, cap_arms
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,12 @@ def test_thompson_rejects_bad_settings():
     arms = BetaArms.from_counts([1, 1, 1, 1], [2, 2, 2, 2])
     with pytest.raises(ValueError, match="leaves nothing"):
         ThompsonSampling(min_weight=0.25).weights_for(arms)
+
+
+@pytest.mark.parametrize(
+    ("capped", "share"),
+    [([True, True], 0.01), ([True], 0.01), ([True, False], -0.1), ([True, False], 1.5)],
+)
+def test_cap_arms_refuses_capping_every_arm_or_a_share_outside_0_1(capped, share):
+    with pytest.raises(ValueError, match="Cap some of the arms"):
+        cap_arms(np.array([[0.5, 0.5]]), np.array(capped), share)

@@ -9,6 +9,7 @@ from bandits.policies import (
     FixedSplit,
     ThompsonSampling,
     apply_floor,
+    cap_arms,
     exclude_arms,
     pooled_prior,
     prob_best,
@@ -110,3 +111,15 @@ def test_excluded_arms_get_zero_and_the_others_keep_their_floor():
     assert kept[0, 0] / kept[0, 1] == pytest.approx(0.01 / 0.49)
     with pytest.raises(ValueError):
         exclude_arms(weights, np.array([True, True, True]))
+
+
+def test_capped_arms_keep_the_floor_and_the_rest_goes_to_the_others():
+    weights = np.array([[0.2, 0.3, 0.5], [0.98, 0.01, 0.01], [0.0, 0.0, 1.0]])
+    capped = cap_arms(weights, np.array([False, False, True]), 0.01)
+    assert capped[:, 2].tolist() == [0.01, 0.01, 0.01]
+    assert capped.sum(axis=1) == pytest.approx([1.0, 1.0, 1.0])
+    # What the capped arm gave up goes to the others in proportion: 0.49 as 0.2 : 0.3.
+    assert capped[0, :2] == pytest.approx([0.2 + 0.49 * 0.4, 0.3 + 0.49 * 0.6])
+    # Already under the cap: unchanged. No weight elsewhere: shared equally.
+    assert capped[1] == pytest.approx(weights[1])
+    assert capped[2, :2] == pytest.approx([0.495, 0.495])

@@ -3,12 +3,13 @@
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 from experiments import migrate
 from experiments.db import Database
 from tests.conftest import create_postgres_database
+from tests.utils.factories import make_experiment
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -50,3 +51,27 @@ def test_downgrade_to_base_and_back(empty_database):
     assert tables == set()
     migrate.upgrade(empty_database)
     assert schema_differences(empty_database) == []
+
+
+def test_the_old_default_threshold_of_caring_gives_way_to_the_relative_one(empty_database):
+    """0012: an experiment stored with the old absolute default (0.001) moves to the relative
+    default; one that chose its own absolute threshold keeps it; and back."""
+    migrate.upgrade(empty_database)
+    with empty_database.session(write=True) as session:
+        make_experiment(session, key="took-the-default")
+        make_experiment(session, key="chose-its-own", threshold_of_caring=0.005)
+        session.commit()
+
+    def thresholds():
+        with empty_database.engine.connect() as connection:
+            rows = connection.execute(text("SELECT * FROM experiment ORDER BY key")).mappings()
+            return [
+                (row["key"], row["threshold_of_caring"], row.get("relative_threshold_of_caring"))
+                for row in rows
+            ]
+
+    assert thresholds() == [("chose-its-own", 0.005, 0.01), ("took-the-default", None, 0.01)]
+    migrate.downgrade(empty_database, "0011")
+    assert thresholds() == [("chose-its-own", 0.005, None), ("took-the-default", 0.001, None)]
+    migrate.upgrade(empty_database)
+    assert thresholds() == [("chose-its-own", 0.005, 0.01), ("took-the-default", None, 0.01)]

@@ -1,6 +1,7 @@
 """The results service on stored statistics: bandit periods analysed as strata (Simpson's
-paradox), the sample-ratio check against each period's weights, and a tripped guardrail
-switching a bandit's variant off at the next reweight; on SQLite and PostgreSQL."""
+paradox), the sample-ratio check against each period's weights, and a guardrail at the next
+reweight: a conclusive harm switches a bandit's variant off, a trip short of that holds it at
+the floor; on SQLite and PostgreSQL."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -97,7 +98,7 @@ def test_units_out_of_line_with_the_weights_flag_a_sample_ratio_mismatch(databas
     assert "Sample ratio mismatch" in answer["recommendation"]["reason"]
 
 
-def test_a_tripped_guardrail_zeroes_the_variant_at_the_next_reweight(client, keys):
+def test_a_conclusive_guardrail_zeroes_the_variant_at_the_next_reweight(client, keys):
     body = experiment_body(allocation="thompson", holdout=0.0, segments=None, bandit=BANDIT)
     start(client, keys, body)
     units = [{"unit_id": f"u{i}"} for i in range(600)]
@@ -135,3 +136,46 @@ def test_a_tripped_guardrail_zeroes_the_variant_at_the_next_reweight(client, key
     assert answer["recommendation"]["action"] == "stop"
     # The zero weight is expected in the sample-ratio check: no mismatch.
     assert answer["srm"]["flag"] is False
+
+
+def test_a_tripped_guardrail_short_of_conclusive_holds_the_variant_at_the_floor(client, keys):
+    """Tripped (p ≤ 0.05) but not conclusive (p > 0.001): the variant keeps the bandit's floor
+    weight through a real reweight, so it still gets the units that could clear it."""
+    body = experiment_body(allocation="thompson", holdout=0.0, segments=None, bandit=BANDIT)
+    start(client, keys, body)
+    units = [{"unit_id": f"u{i}"} for i in range(600)]
+    answers = assign_batch(client, keys["admin"], KEY, units, now=T0.isoformat())
+    # 20 unsubscribes among about 300 email units, none on push.
+    emailed = [a for a in answers if a["variant"] == "evening-email"][:20]
+    events = [
+        {
+            "event_id": f"unsub-{a['unit_id']}",
+            "assignment_id": a["assignment_id"],
+            "metric": "unsubscribed",
+            "occurred_at": (T0 + timedelta(hours=1)).isoformat(),
+        }
+        for a in emailed
+    ]
+    response = client.post("/v1/outcomes/batch", json={"events": events}, headers=keys["assign"])
+    assert response.status_code == 202 and response.json["accepted"] == 20
+    answer = client.get(f"/v1/experiments/{KEY}/results", headers=keys["read"]).json
+    (check,) = answer["guardrails"]
+    assert check["flag"] is True and check["conclusive"] is False, check
+    assert answer["recommendation"]["action"] == "stop"
+    assert "floor weight" in answer["recommendation"]["reason"]
+
+    response = client.post(
+        f"/v1/experiments/{KEY}/reweight",
+        json={"now": (T0 + timedelta(hours=2)).isoformat()},
+        headers=keys["admin"],
+    )
+    assert response.status_code == 200, response.json
+    assert response.json["weights"]["other"] == {"morning-push": 0.99, "evening-email": 0.01}
+
+    later = [{"unit_id": f"v{i}"} for i in range(2000)]
+    again = assign_batch(
+        client, keys["admin"], KEY, later, now=(T0 + timedelta(hours=3)).isoformat()
+    )
+    email = [a for a in again if a["variant"] == "evening-email"]
+    assert 0 < len(email) < 60
+    assert {a["propensity"] for a in email} == {0.01}

@@ -73,3 +73,15 @@ def test_bandit_settings_fill_from_defaults():
     assert spec.bandit.min_weight == 0.05
     assert spec.bandit.update_every_seconds == 900
     assert spec.bandit.min_units_per_arm == 100
+
+
+def test_the_threshold_of_caring_is_relative_unless_given_in_the_metrics_units():
+    default = ExperimentSpec.from_dict(experiment_body(ONBOARDING))
+    assert (default.relative_threshold_of_caring, default.threshold_of_caring) == (0.01, None)
+    given = ExperimentSpec.from_dict(experiment_body(ONBOARDING, threshold_of_caring=0.002))
+    assert given.threshold_of_caring == 0.002
+    with pytest.raises(InvalidSpec) as refused:
+        ExperimentSpec.from_dict(
+            experiment_body(ONBOARDING, threshold_of_caring=0.002, relative_threshold_of_caring=0.1)
+        )
+    assert "threshold_of_caring" in refused.value.errors
