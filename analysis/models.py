@@ -399,9 +399,11 @@ def _variant_rows(segment: str, rates: np.ndarray, counts: Counts, units) -> dic
 
 
 def _interval(draws: np.ndarray) -> dict:
+    """Mean, median (what to quote for a lift, whose mean the ratio's right tail pulls up) and
+    equal-tailed interval of posterior draws."""
     tail = (1 - INTERVAL) / 2
-    low, high = np.quantile(draws, [tail, 1 - tail])
-    return {"mean": float(np.mean(draws)), "ci": [float(low), float(high)]}
+    low, median, high = np.quantile(draws, [tail, 0.5, 1 - tail])
+    return {"mean": float(np.mean(draws)), "median": float(median), "ci": [float(low), float(high)]}
 
 
 def _finished(sampler) -> bool:

@@ -65,9 +65,14 @@ class Guardrail:
 
 @dataclass(frozen=True)
 class Interval:
+    """A posterior's mean and equal-tailed interval; for a lift also its median, the figure to
+    quote: the lift's mean E[p_i]·E[1/p_c] − 1 is pulled up by the ratio's right tail when
+    the control has few conversions (+99% for 3/200 against 2/200, whose median is +37%)."""
+
     mean: float | None
     low: float | None
     high: float | None
+    median: float | None = None
 
 
 @dataclass(frozen=True)
@@ -315,11 +320,11 @@ def _beta_prob_worse(alpha, beta, control, margin):
 
 def _beta_lifts(alpha, beta, control) -> list[Interval | None]:
     """Relative lift p_i / p_c − 1 of every arm: the mean in closed form (finite when the
-    control's alpha > 1); the interval by Cornish-Fisher on the exact cumulants of
-    log p_i − log p_c where every parameter is ≥ CORNISH_FISHER_MIN, else by inverting the
-    ratio's exact distribution function numerically (`_log_ratio_quantiles`). None where the
-    interval leaves the range of a double (a control whose posterior has alpha far below 1
-    reaches rates like 1e-1000)."""
+    control's alpha > 1); the median and the interval by Cornish-Fisher on the exact
+    cumulants of log p_i − log p_c where every parameter is ≥ CORNISH_FISHER_MIN, else by
+    inverting the ratio's exact distribution function numerically (`_log_ratio_quantiles`).
+    None where the interval leaves the range of a double (a control whose posterior has
+    alpha far below 1 reaches rates like 1e-1000)."""
     a0, b0 = alpha[control], beta[control]
     means = alpha / (alpha + beta) * (a0 + b0 - 1) / (a0 - 1) - 1 if a0 > 1 else None
     k, k0 = _log_beta_cumulants(alpha, beta), _log_beta_cumulants(a0, b0)
@@ -327,30 +332,29 @@ def _beta_lifts(alpha, beta, control) -> list[Interval | None]:
     mean, var = k[0] - k0[0], k[1] + k0[1]
     sd = np.sqrt(var)
     skew, kurt = (k[2] - k0[2]) / sd**3, (k[3] + k0[3]) / var**2
-    log_ends = []
-    for z in (-Z, Z):
+    # Cornish-Fisher quantiles of log p_i − log p_c at the interval's ends and the median.
+    log_quantiles = []
+    for z in (-Z, 0.0, Z):
         w = (
             z
             + (z * z - 1) * skew / 6
             + (z**3 - 3 * z) * kurt / 24
             - (2 * z**3 - 5 * z) * skew**2 / 36
         )
-        log_ends.append(mean + sd * w)
+        log_quantiles.append(mean + sd * w)
     lifts = []
     for i in range(alpha.size):
         if i == control:
             lifts.append(None)
             continue
-        if min(alpha[i], beta[i], a0, b0) >= CORNISH_FISHER_MIN:
-            ends = [log_ends[0][i], log_ends[1][i]]
-        else:
-            guess = [log_ends[0][i], log_ends[1][i]]
-            ends = _log_ratio_quantiles(alpha[i], beta[i], a0, b0, guess, sd[i])
-        if max(abs(e) for e in ends) > MAX_LOG_RATIO:
+        found = [q[i] for q in log_quantiles]
+        if min(alpha[i], beta[i], a0, b0) < CORNISH_FISHER_MIN:
+            found = _log_ratio_quantiles(alpha[i], beta[i], a0, b0, found, sd[i])
+        if max(abs(q) for q in found) > MAX_LOG_RATIO:
             lifts.append(None)
             continue
-        low, high = np.expm1(ends)
-        lifts.append(Interval(None if means is None else float(means[i]), float(low), float(high)))
+        low, median, high = (float(q) for q in np.expm1(found))
+        lifts.append(Interval(None if means is None else float(means[i]), low, high, median))
     return lifts
 
 
@@ -362,7 +366,7 @@ def _log_beta_cumulants(alpha, beta) -> list:
 
 
 def _log_ratio_quantiles(alpha, beta, alpha0, beta0, guess, sd) -> list[float]:
-    """Quantiles of log(p / p0) from its distribution function
+    """The 2.5%, 50% and 97.5% quantiles of log(p / p0) from its distribution function
     H(t) = P(log p − log p0 ≤ t) = E_{p0}[ I_{p0·e^t}(alpha, beta) ], the expectation taken by
     the midpoint rule on RATIO_NODES quantiles of p0 (as logs: they underflow when alpha0 is
     far below 1), solved for H(t) = q by Brent's method from a bracket around the
@@ -372,8 +376,8 @@ def _log_ratio_quantiles(alpha, beta, alpha0, beta0, guess, sd) -> list[float]:
     def excess(t, q):
         return beta_log_cdf(alpha, beta, np.minimum(log_nodes + t, 0.0)).mean() - q
 
-    ends = []
-    for q, start in zip(((1 - INTERVAL) / 2, (1 + INTERVAL) / 2), guess, strict=True):
+    found = []
+    for q, start in zip(((1 - INTERVAL) / 2, 0.5, (1 + INTERVAL) / 2), guess, strict=True):
         width = sd if np.isfinite(start) else 12 * sd
         centre = start if np.isfinite(start) else 0.0
         low, high = centre - width, centre + width
@@ -381,8 +385,8 @@ def _log_ratio_quantiles(alpha, beta, alpha0, beta0, guess, sd) -> list[float]:
             low -= 2 * (high - low)
         while excess(high, q) < 0:
             high += 2 * (high - low)
-        ends.append(float(optimize.brentq(excess, low, high, args=(q,), xtol=1e-6)))
-    return ends
+        found.append(float(optimize.brentq(excess, low, high, args=(q,), xtol=1e-6)))
+    return found
 
 
 def _normal_moments(units, totals, squares):
@@ -402,7 +406,8 @@ def _normal_lift(mean, var, mean0, var0) -> tuple[Interval | None, str | None]:
     ratio = mean / mean0
     # Delta method for a ratio of independent Normal means.
     sd = np.sqrt(var + ratio**2 * var0) / abs(mean0)
-    return Interval(float(ratio - 1), float(ratio - 1 - Z * sd), float(ratio - 1 + Z * sd)), None
+    lift = float(ratio - 1)  # a Normal: its median is its mean
+    return Interval(lift, float(lift - Z * sd), float(lift + Z * sd), lift), None
 
 
 def _from_draws(draws, units, conversions, control, holdout, higher_is_better, guardrail, notes):
@@ -439,8 +444,8 @@ def _from_draws(draws, units, conversions, control, holdout, higher_is_better, g
             notes[i].append(NO_RATIO)
             continue
         ratio = draws[:, i] / np.maximum(draws[:, control], 1e-300) - 1
-        lo, hi = np.quantile(ratio, [tail, 1 - tail])
-        lifts.append(Interval(float(ratio.mean()), float(lo), float(hi)))
+        lo, median, hi = np.quantile(ratio, [tail, 0.5, 1 - tail])
+        lifts.append(Interval(float(ratio.mean()), float(lo), float(hi), float(median)))
     return _assemble(n, c, rates, lifts, beat, best, loss, worse, control, candidates, notes)
 
 

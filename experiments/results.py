@@ -376,7 +376,11 @@ def _segment_block(layout: Layout, analysed: Analysed) -> dict:
 def _variant_row(arm: str, holdout: bool, summary: ArmSummary) -> dict:
     lift = None
     if summary.lift is not None:
-        lift = {"mean": summary.lift.mean, "ci": [summary.lift.low, summary.lift.high]}
+        lift = {
+            "mean": summary.lift.mean,
+            "median": summary.lift.median,
+            "ci": [summary.lift.low, summary.lift.high],
+        }
     return {
         "variant": None if holdout else arm,
         "holdout": holdout,
