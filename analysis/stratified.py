@@ -9,8 +9,9 @@ seeded draws. A bandit starves some arms in some periods; their rate there start
 period's rate over all arms (PRIOR_UNITS, shared out among the periods), not from a flat
 prior.
 
-The sample-ratio check compares the units each arm received with what the weights of each
-period should have given it: expected_k = Σ_p N_p · w_pk (after the holdout's share).
+The sample-ratio check compares the units each arm received with what the weights should
+have given it, cell by cell: a period × segment cell's units against that cell's weights
+(after the holdout's share).
 """
 
 from dataclasses import dataclass
@@ -125,59 +126,65 @@ def sample_ratio(observed, expected_shares, alpha: float = SRM_ALPHA) -> SampleR
     return SampleRatio(float(statistic), float(p_value), bool(p_value < alpha), expected)
 
 
-def sample_ratio_by_period(
+def sample_ratio_by_cell(
     observed, expected_shares, alpha: float = SRM_ALPHA, min_expected: float = 5.0
 ) -> SampleRatio:
-    """The same test period by period: Σ over periods of each period's chi-square statistic,
-    with Σ (arms − 1) degrees of freedom. A mismatch in one period is not hidden by the others
-    (a split off in week 1 and right in week 2 can look right in total).
+    """The same test cell by cell (period × segment): Σ over cells of each cell's chi-square
+    statistic, with Σ (arms − 1) degrees of freedom, one test at level `alpha` whatever the
+    number of cells. A mismatch in one cell is not hidden by the others (a split off in week 1
+    and right in week 2, or off in one segment, can look right in total).
 
-    observed, expected_shares: (periods, arms); each period's shares sum to 1. Periods too
-    small for the chi-square approximation (an expected count under `min_expected`) are
-    tested together as one more stratum.
+    Why cells, not period totals: under a bandit each segment has its own weights, and a
+    period's total per arm, a sum of multinomials with different shares, varies less than one
+    multinomial with the pooled shares. Tested on totals, 3 segments with bandit weights of
+    their own gave P(p < 0.001) 0.0001 and P(p < 0.05) 0.015 under the null, and power 0.79
+    for a mismatch in one cell; per cell 0.0012, 0.051 and 0.99 (20,000 simulations).
+
+    observed, expected_shares: (cells, arms); each cell's shares sum to 1. Cells too small for
+    the chi-square approximation (an expected count under `min_expected`) are tested together
+    as one more stratum (conservative, as totals are, where their weights differ). `expected`
+    in the answer is the expected units per arm over all cells.
     """
     observed = np.atleast_2d(np.asarray(observed, dtype=float))
     shares = np.atleast_2d(np.asarray(expected_shares, dtype=float))
     if observed.shape != shares.shape or observed.shape[1] < 2:
         raise ValueError("Need observed counts and shares of the same shape, two arms or more.")
     if np.any(shares < 0) or not np.allclose(shares.sum(axis=1), 1.0):
-        raise ValueError("Each period's expected shares must be non-negative and sum to 1.")
+        raise ValueError("Each cell's expected shares must be non-negative and sum to 1.")
     expected = shares * observed.sum(axis=1, keepdims=True)
     total = expected.sum(axis=0)
     if np.any(observed[shares == 0] > 0):
         return SampleRatio(float("inf"), 0.0, True, total)
     live = shares > 0
-    big = (observed.sum(axis=1) > 0) & np.array(
-        [e[m].min() >= min_expected for e, m in zip(expected, live, strict=True)]
-    )
-    strata = [(o, e, m) for o, e, m in zip(observed[big], expected[big], live[big], strict=True)]
-    rest = ~big & (observed.sum(axis=1) > 0)
+    used = observed.sum(axis=1) > 0
+    smallest = np.where(live, expected, np.inf).min(axis=1)
+    big = used & (smallest >= min_expected)
+    o, e, m = observed[big], expected[big], live[big]
+    rest = used & ~big
     if rest.any():
-        strata.append(
-            (observed[rest].sum(axis=0), expected[rest].sum(axis=0), live[rest].any(axis=0))
-        )
-    statistic, df = 0.0, 0
-    for o, e, m in strata:
-        if m.sum() >= 2:
-            statistic += float((((o - e) ** 2)[m] / e[m]).sum())
-            df += int(m.sum()) - 1
+        o = np.vstack([o, observed[rest].sum(axis=0)])
+        e = np.vstack([e, expected[rest].sum(axis=0)])
+        m = np.vstack([m, live[rest].any(axis=0)])
+    tested = m.sum(axis=1) >= 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(m, (o - e) ** 2 / e, 0.0)
+    statistic = float(terms[tested].sum())
+    df = int((m[tested].sum(axis=1) - 1).sum())
     if df == 0:
         return SampleRatio(0.0, 1.0, False, total)
     p_value = float(stats.chi2.sf(statistic, df))
     return SampleRatio(statistic, p_value, bool(p_value < alpha), total)
 
 
-def expected_shares(period_units, period_weights, holdout: float = 0.0) -> np.ndarray:
-    """Each arm's expected share of all units, from each period's units and weights.
+def cell_shares(weights, holdout: float = 0.0) -> np.ndarray:
+    """Each cell's expected shares of its units, from the weights it assigned with.
 
-    period_units: (periods,) units per period, holdout included; period_weights: (periods,
-    arms) the weights each period assigned with. With a holdout, the last share returned is
-    the holdout's.
+    weights: (..., variants), one row per cell (any leading shape). With a holdout, every
+    cell's shares are (1 − holdout) × its normalised weights and, last, the holdout's share.
     """
-    units = np.asarray(period_units, dtype=float)
-    weights = np.asarray(period_weights, dtype=float)
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    arms = (units[:, None] * weights).sum(axis=0) / units.sum()
+    weights = np.asarray(weights, dtype=float)
+    shares = weights / weights.sum(axis=-1, keepdims=True)
     if holdout > 0:
-        return np.append((1 - holdout) * arms, holdout)
-    return arms
+        held = np.full((*shares.shape[:-1], 1), holdout)
+        return np.concatenate([(1 - holdout) * shares, held], axis=-1)
+    return shares
