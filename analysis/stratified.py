@@ -6,10 +6,12 @@ converted alike within each week (Simpson's paradox). So each arm's rate is esti
 each period and combined with the periods' shares of all units, the same shares for every arm:
 θ_k = Σ_p (N_p / N) · θ_pk. Its posterior is a mixture of independent Betas, summarised by
 seeded draws. A bandit starves some arms in some periods; their rate there starts from the
-period's rate over all arms (PERIOD_PRIOR_UNITS), not from a flat prior.
+period's rate over all arms (PRIOR_UNITS, shared out among the periods), not from a flat
+prior.
 
-The sample-ratio check compares the units each arm received with what the weights of each
-period should have given it: expected_k = Σ_p N_p · w_pk (after the holdout's share).
+The sample-ratio check compares the units each arm received with what the weights should
+have given it, cell by cell: a period × segment cell's units against that cell's weights
+(after the holdout's share).
 """
 
 from dataclasses import dataclass
@@ -20,12 +22,16 @@ from scipy import stats
 SRM_ALPHA = 0.001
 
 
-# An arm's rate within a period starts from that period's rate over all arms, worth this many
-# units: under a bandit some arms get almost no units in some periods, and a flat Beta(1, 1)
-# there would pull their period-weighted rate toward 50%. Where an arm has data, its own units
-# soon outweigh the prior; where it has none, it is assumed to convert like the period's
-# other arms: no effect, the conservative guess.
-PERIOD_PRIOR_UNITS = 10.0
+# An arm's rate within a period starts from that period's rate over all arms: under a bandit
+# some arms get almost no units in some periods, and a flat Beta(1, 1) there would pull their
+# period-weighted rate toward 50%. Where an arm has no units in a period, it is assumed to
+# convert like the period's other arms: no effect, the conservative guess.
+# The prior is worth PRIOR_UNITS per arm over all periods together, each period getting its
+# share of all units: a prior of 10 units in every period grew with the number of periods and
+# shrank lifts toward 0 (a true +20% read +10.6% over a week of 15-minute periods, 27 units a
+# cell). Shared out this way, for a split that never changed it is exactly the pooled
+# posterior with a prior of PRIOR_UNITS units at the overall rate.
+PRIOR_UNITS = 10.0
 
 
 def stratified_draws(
@@ -33,13 +39,14 @@ def stratified_draws(
     conversions,
     rng: np.random.Generator,
     draws: int = 100_000,
-    prior_units: float = PERIOD_PRIOR_UNITS,
+    prior_units: float = PRIOR_UNITS,
 ) -> np.ndarray:
     """Posterior draws (draws × arms) of each arm's period-weighted conversion rate.
 
-    units, conversions: shape (periods, arms). Periods with no units carry no weight. Within a
-    period, arm k's rate has the posterior Beta(m·r + c_k, m·(1 − r) + n_k − c_k), r being the
-    period's rate over all arms ((C + 1) / (N + 2)) and m = `prior_units`.
+    units, conversions: shape (periods, arms). Periods with no units carry no weight. Within
+    period p, arm k's rate has the posterior Beta(m_p·r_p + c_pk, m_p·(1 − r_p) + n_pk − c_pk),
+    r_p being the period's rate over all arms ((C_p + 1) / (N_p + 2)) and m_p the period's
+    share of `prior_units`, N_p / N · prior_units.
     """
     units = np.asarray(units, dtype=float)
     conversions = np.asarray(conversions, dtype=float)
@@ -55,15 +62,16 @@ def stratified_draws(
     result = np.zeros((draws, units.shape[1]))
     for share, rate, n, c in zip(shares, rates, units, conversions, strict=True):
         if share > 0:
-            alpha = prior_units * rate + c
-            beta = prior_units * (1 - rate) + n - c
+            alpha = share * prior_units * rate + c
+            beta = share * prior_units * (1 - rate) + n - c
             result += share * rng.beta(alpha, beta, size=(draws, n.size))
     return result
 
 
-def stratified_normal(units, totals, squares, prior_units: float = PERIOD_PRIOR_UNITS):
+def stratified_normal(units, totals, squares, prior_units: float = PRIOR_UNITS):
     """Mean and variance of each arm's period-weighted mean value per unit (the same strata and
-    the same prior as `stratified_draws`: a period's mean over all arms, worth `prior_units`)."""
+    the same prior as `stratified_draws`: a period's mean over all arms, worth its share of
+    `prior_units`)."""
     units, totals, squares = (np.asarray(a, dtype=float) for a in (units, totals, squares))
     cell_units = units.sum(axis=1)
     shares = cell_units / cell_units.sum()
@@ -75,15 +83,16 @@ def stratified_normal(units, totals, squares, prior_units: float = PERIOD_PRIOR_
             0.0,
         )
     cell_var = np.maximum(cell_var, 0.0)
-    weight = units + prior_units
-    mean = (totals + prior_units * cell_mean[:, None]) / weight
+    prior = shares[:, None] * prior_units
+    weight = units + prior  # 0 only in a period without units, which carries no weight
     with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(weight > 0, (totals + prior * cell_mean[:, None]) / weight, 0.0)
         own = np.where(  # an arm's own spread; the period's where it has one unit or none
             units > 1,
             (squares - units * (totals / np.maximum(units, 1)) ** 2) / np.maximum(units - 1, 1),
             cell_var[:, None],
         )
-    var = np.maximum(own, 0.0) / weight
+        var = np.where(weight > 0, np.maximum(own, 0.0) / weight, 0.0)
     return (shares[:, None] * mean).sum(axis=0), (shares[:, None] ** 2 * var).sum(axis=0)
 
 
@@ -117,59 +126,65 @@ def sample_ratio(observed, expected_shares, alpha: float = SRM_ALPHA) -> SampleR
     return SampleRatio(float(statistic), float(p_value), bool(p_value < alpha), expected)
 
 
-def sample_ratio_by_period(
+def sample_ratio_by_cell(
     observed, expected_shares, alpha: float = SRM_ALPHA, min_expected: float = 5.0
 ) -> SampleRatio:
-    """The same test period by period: Σ over periods of each period's chi-square statistic,
-    with Σ (arms − 1) degrees of freedom. A mismatch in one period is not hidden by the others
-    (a split off in week 1 and right in week 2 can look right in total).
+    """The same test cell by cell (period × segment): Σ over cells of each cell's chi-square
+    statistic, with Σ (arms − 1) degrees of freedom, one test at level `alpha` whatever the
+    number of cells. A mismatch in one cell is not hidden by the others (a split off in week 1
+    and right in week 2, or off in one segment, can look right in total).
 
-    observed, expected_shares: (periods, arms); each period's shares sum to 1. Periods too
-    small for the chi-square approximation (an expected count under `min_expected`) are
-    tested together as one more stratum.
+    Why cells, not period totals: under a bandit each segment has its own weights, and a
+    period's total per arm, a sum of multinomials with different shares, varies less than one
+    multinomial with the pooled shares. Tested on totals, 3 segments with bandit weights of
+    their own gave P(p < 0.001) 0.0001 and P(p < 0.05) 0.015 under the null, and power 0.79
+    for a mismatch in one cell; per cell 0.0012, 0.051 and 0.99 (20,000 simulations).
+
+    observed, expected_shares: (cells, arms); each cell's shares sum to 1. Cells too small for
+    the chi-square approximation (an expected count under `min_expected`) are tested together
+    as one more stratum (conservative, as totals are, where their weights differ). `expected`
+    in the answer is the expected units per arm over all cells.
     """
     observed = np.atleast_2d(np.asarray(observed, dtype=float))
     shares = np.atleast_2d(np.asarray(expected_shares, dtype=float))
     if observed.shape != shares.shape or observed.shape[1] < 2:
         raise ValueError("Need observed counts and shares of the same shape, two arms or more.")
     if np.any(shares < 0) or not np.allclose(shares.sum(axis=1), 1.0):
-        raise ValueError("Each period's expected shares must be non-negative and sum to 1.")
+        raise ValueError("Each cell's expected shares must be non-negative and sum to 1.")
     expected = shares * observed.sum(axis=1, keepdims=True)
     total = expected.sum(axis=0)
     if np.any(observed[shares == 0] > 0):
         return SampleRatio(float("inf"), 0.0, True, total)
     live = shares > 0
-    big = (observed.sum(axis=1) > 0) & np.array(
-        [e[m].min() >= min_expected for e, m in zip(expected, live, strict=True)]
-    )
-    strata = [(o, e, m) for o, e, m in zip(observed[big], expected[big], live[big], strict=True)]
-    rest = ~big & (observed.sum(axis=1) > 0)
+    used = observed.sum(axis=1) > 0
+    smallest = np.where(live, expected, np.inf).min(axis=1)
+    big = used & (smallest >= min_expected)
+    o, e, m = observed[big], expected[big], live[big]
+    rest = used & ~big
     if rest.any():
-        strata.append(
-            (observed[rest].sum(axis=0), expected[rest].sum(axis=0), live[rest].any(axis=0))
-        )
-    statistic, df = 0.0, 0
-    for o, e, m in strata:
-        if m.sum() >= 2:
-            statistic += float((((o - e) ** 2)[m] / e[m]).sum())
-            df += int(m.sum()) - 1
+        o = np.vstack([o, observed[rest].sum(axis=0)])
+        e = np.vstack([e, expected[rest].sum(axis=0)])
+        m = np.vstack([m, live[rest].any(axis=0)])
+    tested = m.sum(axis=1) >= 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(m, (o - e) ** 2 / e, 0.0)
+    statistic = float(terms[tested].sum())
+    df = int((m[tested].sum(axis=1) - 1).sum())
     if df == 0:
         return SampleRatio(0.0, 1.0, False, total)
     p_value = float(stats.chi2.sf(statistic, df))
     return SampleRatio(statistic, p_value, bool(p_value < alpha), total)
 
 
-def expected_shares(period_units, period_weights, holdout: float = 0.0) -> np.ndarray:
-    """Each arm's expected share of all units, from each period's units and weights.
+def cell_shares(weights, holdout: float = 0.0) -> np.ndarray:
+    """Each cell's expected shares of its units, from the weights it assigned with.
 
-    period_units: (periods,) units per period, holdout included; period_weights: (periods,
-    arms) the weights each period assigned with. With a holdout, the last share returned is
-    the holdout's.
+    weights: (..., variants), one row per cell (any leading shape). With a holdout, every
+    cell's shares are (1 − holdout) × its normalised weights and, last, the holdout's share.
     """
-    units = np.asarray(period_units, dtype=float)
-    weights = np.asarray(period_weights, dtype=float)
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    arms = (units[:, None] * weights).sum(axis=0) / units.sum()
+    weights = np.asarray(weights, dtype=float)
+    shares = weights / weights.sum(axis=-1, keepdims=True)
     if holdout > 0:
-        return np.append((1 - holdout) * arms, holdout)
-    return arms
+        held = np.full((*shares.shape[:-1], 1), holdout)
+        return np.concatenate([(1 - holdout) * shares, held], axis=-1)
+    return shares

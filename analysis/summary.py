@@ -8,24 +8,27 @@ Three posteriors, one comparison:
   prior), stratified the same way when weights changed (a weighted sum of Normals is Normal).
 
 For Beta and Normal posteriors every probability is a one-dimensional integral on one shared
-grid (P(beat control) = ∫ f_i F_c, P(best) = ∫ f_i Π_{j≠i} F_j, E[max] = ∫ x dΠF), so they
-are deterministic and within 5e-4 of the exact value (1e-6 typically), where Monte Carlo
-would need 40,000 draws per arm for ±0.0025. The relative lift's interval comes from the
-exact cumulants of log p_i − log p_c (polygamma functions) by a Cornish-Fisher expansion,
-within 1% of the interval's width of a 2M-draw simulation once every Beta parameter is 5 or
-more; below that the ratio's exact distribution function is inverted numerically. Nothing on
-the request path samples, except the stratified mixture.
+grid (P(beat control) = ∫ f_i F_c, P(best) = ∫ f_i Π_{j≠i} F_j, expected loss
+E[max − x_i] = ∫ (F_i − Π F_j) dx), so they are deterministic and within 5e-4 of the exact
+value (1e-6 typically), where Monte Carlo would need 40,000 draws per arm for ±0.0025. Beta
+posteriors are integrated over t = logit(p), where their densities are bounded for any
+positive parameters (`logit_grid` in analysis/conjugate.py). The relative lift's interval
+comes from the exact cumulants of log p_i − log p_c (polygamma functions) by a
+Cornish-Fisher expansion, within 1% of the interval's width of a 2M-draw simulation once
+every Beta parameter is 5 or more; below that the ratio's exact distribution function is
+inverted numerically. Nothing on the request path samples, except the stratified mixture.
 
 A metric where lower is better (unsubscribes, suppressions) is compared on its mirror image
 (1 − p for a rate, −x for a value), so "beat", "best" and "loss" always mean better for the
 user of the results; rates and lifts are reported as they are.
 """
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
-from scipy import integrate, optimize, special
+from scipy import optimize, special
 
+from analysis.conjugate import beta_log_cdf, beta_log_ppf, expectation, logit_grid
 from analysis.stratified import stratified_draws, stratified_normal
 
 INTERVAL = 0.95
@@ -39,6 +42,9 @@ GRID_POINTS = 2048
 # A relative lift is not reported when the control's mean is this uncertain (its posterior
 # then reaches near zero, where the ratio has no useful mean).
 MAX_CONTROL_CV = 0.3
+# Nor when its interval leaves the range of a double, e^±700 (see `_beta_lifts`).
+MAX_LOG_RATIO = 700.0
+NO_RATIO = "The control's rate is too close to zero for a relative lift."
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,17 @@ class Guardrail:
 
 @dataclass(frozen=True)
 class Interval:
+    """A posterior's mean and equal-tailed interval; for a lift also its median, the figure to
+    quote: the lift's mean E[p_i]·E[1/p_c] − 1 is pulled up by the ratio's right tail when
+    the control has few conversions (+99% for 3/200 against 2/200, whose median is +37%)."""
+
     mean: float | None
     low: float | None
     high: float | None
+    _: KW_ONLY
     # The posterior standard deviation (given for rates, where the guardrails need it).
     sd: float | None = None
+    median: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,19 +129,26 @@ def summarize_binary(
     ).reshape(2, -1)
     rates = [
         Interval(
-            float(a / (a + b)), float(lo), float(hi), float(np.sqrt(a * b / (a + b + 1)) / (a + b))
+            float(a / (a + b)),
+            float(lo),
+            float(hi),
+            sd=float(np.sqrt(a * b / (a + b + 1)) / (a + b)),
         )
         for a, b, lo, hi in zip(alpha, beta, low, high, strict=True)
     ]
     # Lower is better: compare the mirror images 1 − p ~ Beta(beta, alpha).
     ca, cb = (alpha, beta) if higher_is_better else (beta, alpha)
-    grid, pdf, cdf = _beta_grid(ca, cb)
+    grid = logit_grid(ca, cb, GRID_POINTS)
     candidates = _candidates(alpha.size, holdout)
-    beat, best, loss = _compare(grid, pdf, cdf, control, candidates)
+    beat, best, loss = _compare(grid.cdf, grid.p, control, candidates)
     worse = None
     if guardrail is not None:
         worse = _beta_prob_worse(ca, cb, control, guardrail.margin)
     lifts = _beta_lifts(alpha, beta, control)
+    notes = [
+        (*found, NO_RATIO) if lift is None and i != control else found
+        for i, (lift, found) in enumerate(zip(lifts, notes, strict=True))
+    ]
     return _assemble(n, c, rates, lifts, beat, best, loss, worse, control, candidates, notes)
 
 
@@ -171,13 +190,13 @@ def summarize_continuous(
             notes[i].append("Fewer than two units: the mean's spread is unknown, shown wide.")
     sd = np.sqrt(var)
     rates = [
-        Interval(float(m), float(m - Z * s), float(m + Z * s), float(s))
+        Interval(float(m), float(m - Z * s), float(m + Z * s), sd=float(s))
         for m, s in zip(mean, sd, strict=True)
     ]
     sign = 1.0 if higher_is_better else -1.0
-    grid, pdf, cdf = _normal_grid(sign * mean, sd)
+    grid, cdf = _normal_grid(sign * mean, sd)
     candidates = _candidates(n.size, holdout)
-    beat, best, loss = _compare(grid, pdf, cdf, control, candidates)
+    beat, best, loss = _compare(cdf, grid, control, candidates)
     worse = None
     if guardrail is not None:
         # P(sign·(x_c − x_i) > margin) for Normals: closed form.
@@ -254,24 +273,28 @@ def _binary_notes(n, c, control) -> list[tuple[str, ...]]:
     return notes
 
 
-def _compare(grid, pdf, cdf, control, candidates):
-    """P(beat control), P(best) among the candidates, expected loss, on a shared grid."""
-    mass = np.trapezoid(pdf, grid, axis=1)
-    beat = np.trapezoid(pdf * cdf[control], grid, axis=1) / mass
-    pdf_c, cdf_c, mass_c = pdf[candidates], cdf[candidates], mass[candidates]
+def _compare(cdf, x, control, candidates):
+    """P(beat control), P(best) among the candidates and the expected loss, from each arm's
+    CDF at the points `x` of a shared grid.
+
+    Probabilities are expectations over an arm, E_i[g] = ∫ g dF_i (`expectation`).
+    """
+    cdf = np.clip(cdf, 0.0, 1.0)
+    beat = expectation(cdf, cdf[control])
+    cdf_c = cdf[candidates]
     with np.errstate(divide="ignore"):
-        log_cdf = np.log(np.clip(cdf_c, 0.0, 1.0))
-    prefix = np.vstack([np.zeros(grid.size), np.cumsum(log_cdf, axis=0)[:-1]])
-    suffix = np.vstack([np.cumsum(log_cdf[::-1], axis=0)[:-1][::-1], np.zeros(grid.size)])
-    best_c = np.trapezoid(pdf_c * np.exp(prefix + suffix), grid, axis=1) / mass_c
+        log_cdf = np.log(cdf_c)
+    prefix = np.vstack([np.zeros(x.size), np.cumsum(log_cdf, axis=0)[:-1]])
+    suffix = np.vstack([np.cumsum(log_cdf[::-1], axis=0)[:-1][::-1], np.zeros(x.size)])
+    best_c = expectation(cdf_c, np.exp(prefix + suffix))
     best_c = best_c / best_c.sum()
-    # E[max] = grid[0] + ∫ (1 − Π F_j) dx over the grid (Π F_j ≈ 0 below it, 1 above it).
-    e_max = grid[0] + np.trapezoid(1.0 - np.exp(log_cdf.sum(axis=0)), grid)
-    means = np.trapezoid(pdf * grid, grid, axis=1) / mass
-    best = np.full(pdf.shape[0], np.nan)
+    best = np.full(cdf.shape[0], np.nan)
     best[candidates] = best_c
-    loss = np.full(pdf.shape[0], np.nan)
-    loss[candidates] = np.maximum(e_max - means[candidates], 0.0)
+    # E[max_j x_j − x_i] = ∫ (F_i − Π F_j) dx: never negative, as Π F_j ≤ F_i everywhere.
+    # Integrated over x (not t = logit(x)): between two distant posteriors F_i − Π F_j is
+    # flat in x, where the trapezoid is exact, and the grid has few points there.
+    loss = np.full(cdf.shape[0], np.nan)
+    loss[candidates] = np.trapezoid(cdf_c - np.exp(log_cdf.sum(axis=0)), x, axis=1)
     return np.clip(beat, 0.0, 1.0), best, loss
 
 
@@ -282,51 +305,34 @@ def _grid(low, high, arms: int) -> np.ndarray:
     )
 
 
-def _beta_grid(alpha, beta):
-    """A grid dense where each posterior has mass; pdfs there; CDFs by cumulative integration
-    of the pdfs (exact betainc when a parameter is below 1 and the pdf is unbounded)."""
-    low = special.betaincinv(alpha, beta, 1e-12)
-    high = special.betaincinv(alpha, beta, 1 - 1e-12)
-    grid = _grid(low, high, alpha.size)
-    pdf = np.exp(
-        special.xlogy(alpha[:, None] - 1, grid)
-        + special.xlog1py(beta[:, None] - 1, -grid)
-        - special.betaln(alpha, beta)[:, None]
-    )
-    if min(alpha.min(), beta.min()) < 1:
-        cdf = special.betainc(alpha[:, None], beta[:, None], grid)
-    else:
-        cdf = integrate.cumulative_trapezoid(pdf, grid, axis=1, initial=0.0)
-        cdf = cdf / cdf[:, -1:]
-    return grid, pdf, cdf
-
-
 def _normal_grid(mean, sd):
     # A zero spread (one unit) would be a point mass; shown wide instead (see the notes).
     scale = np.where(sd > 0, sd, np.maximum(np.abs(mean), 1.0))
     grid = _grid(mean - 9 * scale, mean + 9 * scale, mean.size)
-    z = (grid[None, :] - mean[:, None]) / scale[:, None]
-    pdf = np.exp(-0.5 * z**2) / (scale[:, None] * np.sqrt(2 * np.pi))
-    return grid, pdf, special.ndtr(z)
+    return grid, special.ndtr((grid[None, :] - mean[:, None]) / scale[:, None])
 
 
 def _beta_prob_worse(alpha, beta, control, margin):
     """P(x_c − x_i > margin) per arm, for Beta posteriors (already mirrored when lower is
-    better): ∫ f_c(y) F_i(y − margin) dy on the control's grid."""
-    grid, pdf, _ = _beta_grid(alpha[[control]], beta[[control]])
-    shifted = np.clip(grid - margin, 0.0, 1.0)
-    cdf = special.betainc(alpha[:, None], beta[:, None], shifted[None, :])
-    worse = np.trapezoid(pdf[0] * cdf, grid, axis=1) / np.trapezoid(pdf[0], grid)
-    worse = np.clip(worse, 0.0, 1.0)
+    better): E_c[F_i(x_c − margin)] on the control's grid in t = logit(x_c)."""
+    grid = logit_grid(alpha[[control]], beta[[control]], GRID_POINTS)
+    if margin == 0:  # in logs, exact where x_c underflows (a control's alpha far below 1)
+        cdf = beta_log_cdf(alpha[:, None], beta[:, None], special.log_expit(grid.t))
+    else:
+        shifted = np.clip(grid.p - margin, 0.0, 1.0)
+        cdf = special.betainc(alpha[:, None], beta[:, None], shifted[None, :])
+    worse = np.clip(expectation(grid.cdf[0], cdf), 0.0, 1.0)
     worse[control] = np.nan
     return worse
 
 
 def _beta_lifts(alpha, beta, control) -> list[Interval | None]:
     """Relative lift p_i / p_c − 1 of every arm: the mean in closed form (finite when the
-    control's alpha > 1); the interval by Cornish-Fisher on the exact cumulants of
-    log p_i − log p_c where every parameter is ≥ CORNISH_FISHER_MIN, else by inverting the
-    ratio's exact distribution function numerically (`_ratio_quantiles`)."""
+    control's alpha > 1); the median and the interval by Cornish-Fisher on the exact
+    cumulants of log p_i − log p_c where every parameter is ≥ CORNISH_FISHER_MIN, else by
+    inverting the ratio's exact distribution function numerically (`_log_ratio_quantiles`).
+    None where the interval leaves the range of a double (a control whose posterior has
+    alpha far below 1 reaches rates like 1e-1000)."""
     a0, b0 = alpha[control], beta[control]
     means = alpha / (alpha + beta) * (a0 + b0 - 1) / (a0 - 1) - 1 if a0 > 1 else None
     k, k0 = _log_beta_cumulants(alpha, beta), _log_beta_cumulants(a0, b0)
@@ -334,26 +340,29 @@ def _beta_lifts(alpha, beta, control) -> list[Interval | None]:
     mean, var = k[0] - k0[0], k[1] + k0[1]
     sd = np.sqrt(var)
     skew, kurt = (k[2] - k0[2]) / sd**3, (k[3] + k0[3]) / var**2
-    ends = []
-    for z in (-Z, Z):
+    # Cornish-Fisher quantiles of log p_i − log p_c at the interval's ends and the median.
+    log_quantiles = []
+    for z in (-Z, 0.0, Z):
         w = (
             z
             + (z * z - 1) * skew / 6
             + (z**3 - 3 * z) * kurt / 24
             - (2 * z**3 - 5 * z) * skew**2 / 36
         )
-        ends.append(np.expm1(mean + sd * w))
+        log_quantiles.append(mean + sd * w)
     lifts = []
     for i in range(alpha.size):
         if i == control:
             lifts.append(None)
             continue
-        if min(alpha[i], beta[i], a0, b0) >= CORNISH_FISHER_MIN:
-            low, high = ends[0][i], ends[1][i]
-        else:
-            guess = np.log1p([ends[0][i], ends[1][i]])
-            low, high = _ratio_quantiles(alpha[i], beta[i], a0, b0, guess, sd[i])
-        lifts.append(Interval(None if means is None else float(means[i]), float(low), float(high)))
+        found = [q[i] for q in log_quantiles]
+        if min(alpha[i], beta[i], a0, b0) < CORNISH_FISHER_MIN:
+            found = _log_ratio_quantiles(alpha[i], beta[i], a0, b0, found, sd[i])
+        if max(abs(q) for q in found) > MAX_LOG_RATIO:
+            lifts.append(None)
+            continue
+        low, median, high = (float(q) for q in np.expm1(found))
+        lifts.append(Interval(None if means is None else float(means[i]), low, high, median=median))
     return lifts
 
 
@@ -364,18 +373,19 @@ def _log_beta_cumulants(alpha, beta) -> list:
     ]
 
 
-def _ratio_quantiles(alpha, beta, alpha0, beta0, guess, sd) -> tuple[float, float]:
-    """Quantiles of p / p0 − 1 from its distribution function
+def _log_ratio_quantiles(alpha, beta, alpha0, beta0, guess, sd) -> list[float]:
+    """The 2.5%, 50% and 97.5% quantiles of log(p / p0) from its distribution function
     H(t) = P(log p − log p0 ≤ t) = E_{p0}[ I_{p0·e^t}(alpha, beta) ], the expectation taken by
-    the midpoint rule on RATIO_NODES quantiles of p0, solved for H(t) = q by Brent's method
-    from a bracket around the Cornish-Fisher guesses (log scale), widened until it holds."""
-    nodes = special.betaincinv(alpha0, beta0, (np.arange(RATIO_NODES) + 0.5) / RATIO_NODES)
+    the midpoint rule on RATIO_NODES quantiles of p0 (as logs: they underflow when alpha0 is
+    far below 1), solved for H(t) = q by Brent's method from a bracket around the
+    Cornish-Fisher guesses, widened until it holds."""
+    log_nodes = beta_log_ppf(alpha0, beta0, (np.arange(RATIO_NODES) + 0.5) / RATIO_NODES)
 
     def excess(t, q):
-        return special.betainc(alpha, beta, np.minimum(nodes * np.exp(t), 1.0)).mean() - q
+        return beta_log_cdf(alpha, beta, np.minimum(log_nodes + t, 0.0)).mean() - q
 
-    ends = []
-    for q, start in zip(((1 - INTERVAL) / 2, (1 + INTERVAL) / 2), guess, strict=True):
+    found = []
+    for q, start in zip(((1 - INTERVAL) / 2, 0.5, (1 + INTERVAL) / 2), guess, strict=True):
         width = sd if np.isfinite(start) else 12 * sd
         centre = start if np.isfinite(start) else 0.0
         low, high = centre - width, centre + width
@@ -383,8 +393,8 @@ def _ratio_quantiles(alpha, beta, alpha0, beta0, guess, sd) -> tuple[float, floa
             low -= 2 * (high - low)
         while excess(high, q) < 0:
             high += 2 * (high - low)
-        ends.append(float(np.expm1(optimize.brentq(excess, low, high, args=(q,), xtol=1e-6))))
-    return ends[0], ends[1]
+        found.append(float(optimize.brentq(excess, low, high, args=(q,), xtol=1e-6)))
+    return found
 
 
 def _normal_moments(units, totals, squares):
@@ -404,7 +414,8 @@ def _normal_lift(mean, var, mean0, var0) -> tuple[Interval | None, str | None]:
     ratio = mean / mean0
     # Delta method for a ratio of independent Normal means.
     sd = np.sqrt(var + ratio**2 * var0) / abs(mean0)
-    return Interval(float(ratio - 1), float(ratio - 1 - Z * sd), float(ratio - 1 + Z * sd)), None
+    lift = float(ratio - 1)  # a Normal: its median is its mean
+    return Interval(lift, float(lift - Z * sd), float(lift + Z * sd), median=lift), None
 
 
 def _from_draws(draws, units, conversions, control, holdout, higher_is_better, guardrail, notes):
@@ -412,7 +423,7 @@ def _from_draws(draws, units, conversions, control, holdout, higher_is_better, g
     tail = (1 - INTERVAL) / 2
     low, high = np.quantile(draws, [tail, 1 - tail], axis=0)
     rates = [
-        Interval(float(m), float(lo), float(hi), float(s))
+        Interval(float(m), float(lo), float(hi), sd=float(s))
         for m, lo, hi, s in zip(draws.mean(axis=0), low, high, draws.std(axis=0), strict=True)
     ]
     better = draws if higher_is_better else -draws
@@ -438,11 +449,11 @@ def _from_draws(draws, units, conversions, control, holdout, higher_is_better, g
             continue
         if vanishing:
             lifts.append(None)
-            notes[i].append("The control's rate is too close to zero for a relative lift.")
+            notes[i].append(NO_RATIO)
             continue
         ratio = draws[:, i] / np.maximum(draws[:, control], 1e-300) - 1
-        lo, hi = np.quantile(ratio, [tail, 1 - tail])
-        lifts.append(Interval(float(ratio.mean()), float(lo), float(hi)))
+        lo, median, hi = np.quantile(ratio, [tail, 0.5, 1 - tail])
+        lifts.append(Interval(float(ratio.mean()), float(lo), float(hi), median=float(median)))
     return _assemble(n, c, rates, lifts, beat, best, loss, worse, control, candidates, notes)
 
 

@@ -293,9 +293,9 @@ def _results(api: Api, key: str, echo) -> None:
         lift = leader["lift"]
         versus = (
             "it is the control"
-            if lift is None or lift["mean"] is None
-            else f"lift vs control {lift['mean']:+.0%} "
-            f"(95%: {lift['ci'][0]:+.0%} to {lift['ci'][1]:+.0%})"
+            if lift is None
+            else f"lift vs control {lift['median']:+.0%} (median; "
+            f"95%: {lift['ci'][0]:+.0%} to {lift['ci'][1]:+.0%})"
         )
         low, high = leader["rate"]["ci"]
         echo(

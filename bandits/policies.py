@@ -5,7 +5,8 @@ themselves on construction (a clear ValueError) and take their randomness inject
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+
+from analysis.conjugate import expectation, logit_grid
 
 
 @dataclass(frozen=True)
@@ -88,30 +89,24 @@ class ThompsonSampling:
 
 
 def prob_best(arms: BetaArms) -> np.ndarray:
-    """P(arm i has the highest rate) = ∫ f_i(x) · Π_{j≠i} F_j(x) dx, by the trapezoid rule.
+    """P(arm i has the highest rate) = E_i[Π_{j≠i} F_j(p_i)], integrated over t = logit(p)
+    (`logit_grid`, `expectation` in analysis/conjugate.py): there every Beta density is
+    bounded, learned priors' parameters below 1 included, where a grid in p met the
+    density's singularity (NaN weights for Beta(0.3, 0.3)).
 
-    The grid joins, for every arm, evenly spaced points between its 1e-12 and 1 − 1e-12
-    quantiles, so even a very concentrated posterior is sampled densely where its mass is.
-    The product over the other arms is built from prefix and suffix sums of log-CDFs (no
-    division, so a CDF of exactly 0 is harmless).
+    The grid joins, for every arm, points between its 1e-12 and 1 − 1e-12 quantiles, so even
+    a very concentrated posterior is sampled densely where its mass is. The product over the
+    other arms is built from prefix and suffix sums of log-CDFs (no division, so a CDF of
+    exactly 0 is harmless).
     """
-    a, b = arms.alpha, arms.beta
-    k = len(arms)
-    if k == 1:
+    if len(arms) == 1:
         return np.ones(1)
-    per_arm = max(64, 4096 // k)
-    low = special.betaincinv(a, b, 1e-12)
-    high = special.betaincinv(a, b, 1 - 1e-12)
-    grid = np.unique(
-        np.concatenate([np.linspace(lo, hi, per_arm) for lo, hi in zip(low, high, strict=True)])
-    )
+    grid = logit_grid(arms.alpha, arms.beta, points=4096)
     with np.errstate(divide="ignore"):
-        log_cdf = np.log(special.betainc(a[:, None], b[:, None], grid[None, :]))
-    log_pdf = stats.beta.logpdf(grid[None, :], a[:, None], b[:, None])
-    prefix = np.vstack([np.zeros(grid.size), np.cumsum(log_cdf, axis=0)[:-1]])
-    suffix = np.vstack([np.cumsum(log_cdf[::-1], axis=0)[:-1][::-1], np.zeros(grid.size)])
-    integrand = np.exp(log_pdf + prefix + suffix)
-    probabilities = np.trapezoid(integrand, grid, axis=1)
+        log_cdf = np.log(grid.cdf)
+    prefix = np.vstack([np.zeros(grid.t.size), np.cumsum(log_cdf, axis=0)[:-1]])
+    suffix = np.vstack([np.cumsum(log_cdf[::-1], axis=0)[:-1][::-1], np.zeros(grid.t.size)])
+    probabilities = expectation(grid.cdf, np.exp(prefix + suffix))
     return probabilities / probabilities.sum()
 
 

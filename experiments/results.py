@@ -25,7 +25,7 @@ from analysis.stopping import (
     guardrail_p_value,
     recommend,
 )
-from analysis.stratified import expected_shares, sample_ratio_by_period
+from analysis.stratified import cell_shares, sample_ratio_by_cell
 from analysis.summary import ArmSummary, Guardrail, Prior, summarize_binary, summarize_continuous
 from experiments.errors import InvalidSpec
 from experiments.lifecycle import get_experiment, segment_keys
@@ -405,7 +405,11 @@ def _segment_block(layout: Layout, analysed: Analysed) -> dict:
 def _variant_row(arm: str, holdout: bool, summary: ArmSummary) -> dict:
     lift = None
     if summary.lift is not None:
-        lift = {"mean": summary.lift.mean, "ci": [summary.lift.low, summary.lift.high]}
+        lift = {
+            "mean": summary.lift.mean,
+            "median": summary.lift.median,
+            "ci": [summary.lift.low, summary.lift.high],
+        }
     return {
         "variant": None if holdout else arm,
         "holdout": holdout,
@@ -421,9 +425,9 @@ def _variant_row(arm: str, holdout: bool, summary: ArmSummary) -> dict:
 
 
 def _sample_ratio(layout: Layout, cells: MetricCells, holdout: float) -> dict:
-    """Units per arm against what each period's weights (segment by segment) should give."""
-    per_period = cells.units.sum(axis=1)  # (periods, arms)
-    observed = per_period.sum(axis=0)
+    """Units per arm against what each (period, segment) cell's weights should give."""
+    arms = len(layout.arms)
+    observed = cells.units.reshape(-1, arms).sum(axis=0)
     answer = {
         "p_value": None,
         "flag": False,
@@ -432,15 +436,8 @@ def _sample_ratio(layout: Layout, cells: MetricCells, holdout: float) -> dict:
     }
     if observed.sum() == 0:
         return answer
-    shares = np.vstack(
-        [
-            expected_shares(units.sum(axis=1), weights, holdout=holdout)
-            if units.sum() > 0
-            else np.full(len(layout.arms), 1 / len(layout.arms))
-            for units, weights in zip(cells.units, layout.weights, strict=True)
-        ]
-    )
-    check = sample_ratio_by_period(per_period, shares)
+    shares = cell_shares(layout.weights, holdout=holdout).reshape(-1, arms)
+    check = sample_ratio_by_cell(cells.units.reshape(-1, arms), shares)
     answer.update(
         p_value=check.p_value,
         flag=check.flag,

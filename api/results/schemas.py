@@ -12,6 +12,23 @@ class IntervalSchema(Schema):
     ci = fields.List(fields.Float(), metadata={"description": "95% credible interval"})
 
 
+class LiftSchema(IntervalSchema):
+    mean = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "E[this rate / control's rate] − 1: pulled up by the ratio's right "
+            "tail when the control has few conversions (2/200 against 3/200 reads +99%); "
+            "null when it has no finite mean (the control's posterior alpha ≤ 1)"
+        },
+    )
+    median = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "The posterior median of the lift: the figure to quote (+37% there)"
+        },
+    )
+
+
 class VariantResultSchema(Schema):
     variant = fields.String(
         allow_none=True, metadata={"description": "The variant's key; null on the holdout row"}
@@ -26,7 +43,7 @@ class VariantResultSchema(Schema):
         metadata={"description": "Conversion rate (continuous: mean value per unit)"},
     )
     lift = fields.Nested(
-        IntervalSchema,
+        LiftSchema,
         allow_none=True,
         metadata={"description": "Relative lift over control; null on the control's row"},
     )

@@ -72,6 +72,7 @@ def test_factorial_effects_are_recovered_from_simulated_data():
     assert found["channel"]["level"] == "push" and found["channel"]["baseline_level"] == "email"
     assert found["channel"]["lift"]["mean"] > 0.25
     assert len(overall["interactions"]) == 3
+    assert result["dropped_interactions"] == [] and result["design_note"] is None
     for interaction in overall["interactions"]:
         low, high = interaction["log_odds"]["ci"]
         assert low < 0 < high  # none simulated
@@ -100,3 +101,42 @@ def test_a_confounded_design_is_not_a_factorial_one():
     assert factorial_problem(FACTORS, 0) is None
     assert "every factor" in factorial_problem([{"tone": "a"}, {}], 0)
     assert "second level" in factorial_problem([{"tone": "a"}, {"tone": "a"}], 0)
+
+
+# A 2^(3−1) half fraction (resolution III): the control and the three variants that change
+# two of its three factors. Each two-way interaction is aliased with the third main effect.
+HALF = [
+    f
+    for f, level in zip(FACTORS, LEVELS, strict=True)
+    if sum(x != y for x, y in zip(level, LEVELS[0], strict=True)) % 2 == 0
+]
+
+
+def design_of(model: FactorialModel) -> np.ndarray:
+    """The matrix the model fits in every segment: the baseline, main effects, interactions."""
+    rows = len(model.counts.variants)
+    return np.column_stack([np.ones(rows), model.x_main, model.x_inter])
+
+
+def test_a_half_fraction_fits_a_full_rank_design_without_its_aliased_interactions():
+    counts = Counts(["a"], [str(i) for i in range(4)], [[1000] * 4], [[50, 60, 55, 70]], 0, HALF)
+    model = FactorialModel(counts)
+    design = design_of(model)
+    assert np.linalg.matrix_rank(design) == design.shape[1] == 4
+    assert model.interactions == []
+    assert [(a, b) for a, _, b, _ in model.dropped_interactions] == [
+        ("timing", "tone"),
+        ("timing", "channel"),
+        ("tone", "channel"),
+    ]
+    assert "timing=evening × tone=urgent" in model.design_note
+    assert "assume" in model.design_note
+
+
+def test_a_full_factorial_keeps_every_two_way_interaction():
+    counts = Counts(["a"], [str(i) for i in range(8)], [[1000] * 8], [[50] * 8], 0, FACTORS)
+    model = FactorialModel(counts)
+    design = design_of(model)
+    assert np.linalg.matrix_rank(design) == design.shape[1] == 7
+    assert len(model.interactions) == 3 and model.dropped_interactions == []
+    assert model.design_note is None

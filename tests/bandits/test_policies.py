@@ -16,6 +16,7 @@ from bandits.policies import (
     prob_best_monte_carlo,
     segment_weights,
 )
+from tests.utils.draws import log_beta_draws
 
 
 def exact_prob_b_beats_a(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -51,6 +52,27 @@ def test_prob_best_agrees_with_monte_carlo(successes, trials):
     arms = BetaArms.from_counts(successes, trials)
     sampled = prob_best_monte_carlo(arms, np.random.default_rng(11), draws=400_000)
     assert np.abs(prob_best(arms) - sampled).max() < 0.004  # 5 standard errors of sampling
+
+
+@pytest.mark.parametrize(
+    ("alpha", "beta"),
+    [
+        ([0.5, 10.5], [399.5, 2089.5]),  # a learned prior Beta(0.5, 99.5) and 0/300
+        ([0.3, 2.0, 0.05], [0.3, 0.4, 40.0]),  # densities unbounded at 0 and at 1
+        ([1e-4, 1e-4, 0.5], [2000.0, 2000.0, 2099.5]),  # a learned prior's smallest alpha
+    ],
+)
+def test_prob_best_with_parameters_below_one_agrees_with_monte_carlo(alpha, beta):
+    """Learned priors (alpha = baseline × prior units) put parameters below 1, where a Beta's
+    density is unbounded at 0 or 1."""
+    rng = np.random.default_rng(12)
+    draws = 400_000
+    logs = np.column_stack(
+        [log_beta_draws(a, b, rng, draws) for a, b in zip(alpha, beta, strict=True)]
+    )
+    sampled = np.bincount(np.argmax(logs, axis=1), minlength=len(alpha)) / draws
+    estimate = prob_best(BetaArms(np.array(alpha), np.array(beta)))
+    assert np.abs(estimate - sampled).max() < 0.004  # 5 standard errors of sampling
 
 
 def test_thompson_weights_are_seeded_golden_numbers():

@@ -18,12 +18,13 @@ KEY = "onboarding-nudge"
 BANDIT = {"update_every_seconds": 3600, "min_weight": 0.01, "min_units_per_arm": 10}
 
 
-def bandit_with_periods(database, period_rows, second_weights):
-    """A running two-arm bandit whose period 2 assigned with `second_weights`, and whose
-    statistics are `period_rows`: {(period, variant): (units, conversions)} in `other`."""
+def bandit_with_periods(database, period_rows, second_weights, segments=None):
+    """A running two-arm bandit whose period 2 assigned with `second_weights` ({segment:
+    weights}), and whose statistics are `period_rows`: {(period, segment, variant): (units,
+    conversions)}. `segments`: the experiment's, as in its body (None: only `other`)."""
     with database.session(write=True) as session:
         experiment = make_experiment(
-            session, allocation="thompson", holdout=0.0, segments=None, bandit=BANDIT
+            session, allocation="thompson", holdout=0.0, segments=segments, bandit=BANDIT
         )
         start_experiment(session=session, key=KEY, now=T0)
         session.add(
@@ -31,20 +32,20 @@ def bandit_with_periods(database, period_rows, second_weights):
                 experiment_id=experiment.id,
                 number=2,
                 seed=7,
-                weights={"other": second_weights},
+                weights=second_weights,
                 started_at=T0 + timedelta(days=7),
             )
         )
         session.execute(
             update(Experiment).where(Experiment.id == experiment.id).values(current_period=2)
         )
-        for (period, variant), (units, conversions) in period_rows.items():
+        for (period, segment, variant), (units, conversions) in period_rows.items():
             for metric in ("activated", "unsubscribed", "suppressed"):
                 session.add(
                     ArmStats(
                         experiment_id=experiment.id,
                         period=period,
-                        segment="other",
+                        segment=segment,
                         variant=variant,
                         metric=metric,
                         units=units,
@@ -60,12 +61,12 @@ def test_bandit_periods_are_strata_so_drift_cannot_fake_a_winner(database):
     bandit_with_periods(
         database,
         {
-            (1, "morning-push"): (5000, 100),
-            (1, "evening-email"): (5000, 100),
-            (2, "morning-push"): (1000, 100),
-            (2, "evening-email"): (9000, 900),
+            (1, "other", "morning-push"): (5000, 100),
+            (1, "other", "evening-email"): (5000, 100),
+            (2, "other", "morning-push"): (1000, 100),
+            (2, "other", "evening-email"): (9000, 900),
         },
-        {"morning-push": 0.1, "evening-email": 0.9},
+        {"other": {"morning-push": 0.1, "evening-email": 0.9}},
     )
     with database.session() as session:
         answer = service.results(session=session, key=KEY)
@@ -84,17 +85,46 @@ def test_units_out_of_line_with_the_weights_flag_a_sample_ratio_mismatch(databas
     bandit_with_periods(
         database,
         {
-            (1, "morning-push"): (5000, 100),
-            (1, "evening-email"): (4600, 100),
-            (2, "morning-push"): (1000, 100),
-            (2, "evening-email"): (9000, 900),
+            (1, "other", "morning-push"): (5000, 100),
+            (1, "other", "evening-email"): (4600, 100),
+            (2, "other", "morning-push"): (1000, 100),
+            (2, "other", "evening-email"): (9000, 900),
         },
-        {"morning-push": 0.1, "evening-email": 0.9},
+        {"other": {"morning-push": 0.1, "evening-email": 0.9}},
     )
     with database.session() as session:
         answer = service.results(session=session, key=KEY)
     assert answer["srm"]["flag"] is True and answer["srm"]["p_value"] < 0.001
     assert answer["recommendation"]["action"] == "continue"
+    assert "Sample ratio mismatch" in answer["recommendation"]["reason"]
+
+
+def test_the_sample_ratio_is_checked_per_segment_not_on_period_totals(database):
+    """Period 2 gave newcomers 20/80 and everyone else 80/20, but each segment's units came
+    in the other's shares. The period's totals (1,000 and 1,000) match what its weights give
+    in total, so a check on period totals passed it (p = 1.0); per segment it is flagged."""
+    bandit_with_periods(
+        database,
+        {
+            (1, "newcomers", "morning-push"): (1000, 20),
+            (1, "newcomers", "evening-email"): (1000, 20),
+            (1, "other", "morning-push"): (1000, 20),
+            (1, "other", "evening-email"): (1000, 20),
+            (2, "newcomers", "morning-push"): (800, 16),
+            (2, "newcomers", "evening-email"): (200, 4),
+            (2, "other", "morning-push"): (200, 4),
+            (2, "other", "evening-email"): (800, 16),
+        },
+        {
+            "newcomers": {"morning-push": 0.2, "evening-email": 0.8},
+            "other": {"morning-push": 0.8, "evening-email": 0.2},
+        },
+        segments=[{"key": "newcomers", "rule": {"attribute": "days", "op": "lt", "value": 14}}],
+    )
+    with database.session() as session:
+        answer = service.results(session=session, key=KEY)
+    assert answer["srm"]["expected"] == {"morning-push": 3000.0, "evening-email": 3000.0}
+    assert answer["srm"]["flag"] is True and answer["srm"]["p_value"] < 1e-10
     assert "Sample ratio mismatch" in answer["recommendation"]["reason"]
 
 
