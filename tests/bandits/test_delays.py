@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from bandits.delays import DelayDistribution, delay_aware_arms
-from bandits.policies import BetaArms
+from bandits.policies import BetaArms, prob_best
+from tests.utils.delays import DelayedUnits, aa_units, truncated_exponential_cdf
 
 HOUR = 3600.0
 WINDOW = 72 * HOUR
@@ -98,3 +99,89 @@ def test_invalid_delay_inputs_are_refused():
         DelayDistribution.fit([5 * HOUR], [HOUR], WINDOW)  # seen before it could have been
     with pytest.raises(ValueError, match="prior"):
         DelayDistribution.fit([], [], WINDOW, prior_mean_seconds=-1)
+
+
+def fitted_g(units: DelayedUnits, chosen: np.ndarray, at: float) -> float:
+    """G(at) fitted from the chosen ones of the units' conversions seen by the end."""
+    seen = np.flatnonzero(units.seen(units.hours))[chosen]
+    ages = (units.hours - units.assigned_at[seen]) * HOUR
+    delay = DelayDistribution.fit(units.delay[seen] * HOUR, ages, WINDOW)
+    return float(delay.cdf([at])[0])
+
+
+def latest_conversions(units: DelayedUnits, n: int) -> np.ndarray:
+    """The sample reweights read before: the last n conversions to arrive."""
+    seen = units.seen(units.hours)
+    return np.argsort(units.assigned_at[seen] + units.delay[seen])[-n:]
+
+
+def random_units(units: DelayedUnits, n: int, rng) -> np.ndarray:
+    """The sample reweights read now: the conversions of a random share of the units, chosen
+    at assignment (by their ids' random digits), about n of them."""
+    seen = int(units.seen(units.hours).sum())
+    return rng.random(seen) < n / seen
+
+
+@pytest.mark.parametrize(("per_day", "latest_reads"), [(10_000, 0.44), (20_000, 0.09)])
+def test_g_is_fitted_from_a_random_share_of_units_not_the_latest_conversions(per_day, latest_reads):
+    """A week of conversions with exponential delays of mean 12 h, 20,000 of them fitted.
+    The latest ones are chosen on conversion time: a unit assigned days ago is among them only
+    if it converted late, a truncation from the left the estimator does not correct for."""
+    rng = np.random.default_rng(5)
+    units = aa_units(
+        rng,
+        days=7,
+        units_per_day=per_day,
+        rate=1.0,
+        mean_delay_hours=12,
+        window_hours=72,
+        favoured_share_last_day=0.5,
+    )
+    truth = truncated_exponential_cdf(12.0, mean=12.0, window=72.0)
+    assert round(truth, 3) == 0.634
+    assert fitted_g(units, latest_conversions(units, 20_000), 12 * HOUR) == pytest.approx(
+        latest_reads, abs=0.02
+    )
+    assert fitted_g(units, random_units(units, 20_000, rng), 12 * HOUR) == pytest.approx(
+        truth, abs=0.01
+    )
+
+
+def aa_prob_best(units: DelayedUnits, chosen: np.ndarray) -> float:
+    """P(best) of arm 0 as a reweight gives it: hourly cohorts at their mean ages, G fitted from
+    the chosen conversions."""
+    seen = units.seen(units.hours)
+    picked = np.flatnonzero(seen)[chosen]
+    ages = (units.hours - units.assigned_at) * HOUR
+    delay = DelayDistribution.fit(units.delay[picked] * HOUR, ages[picked], WINDOW)
+    cohort = units.assigned_at.astype(int)
+    shape = (2, cohort.max() + 1)
+    counts = np.zeros(shape)
+    conversions = np.zeros(shape)
+    np.add.at(counts, (units.arm, cohort), 1)
+    np.add.at(conversions, (units.arm, cohort), seen)
+    mean_ages = np.bincount(cohort, weights=ages) / np.bincount(cohort)
+    return float(prob_best(delay_aware_arms(counts, conversions, mean_ages, delay))[0])
+
+
+@pytest.mark.slow
+def test_an_aa_bandit_stays_even_after_favouring_an_arm_lately():
+    """Two equal arms, 3,000 conversions a day for three days, arm 0 given 80% of the last
+    day; 3,000 conversions fitted (the proportions of 20,000 at 20,000 a day). From the latest
+    conversions, arm 0 looked best and would get yet more units."""
+    latest, random = [], []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        units = aa_units(
+            rng,
+            days=3,
+            units_per_day=60_000,
+            rate=0.05,
+            mean_delay_hours=12,
+            window_hours=72,
+            favoured_share_last_day=0.8,
+        )
+        latest.append(aa_prob_best(units, latest_conversions(units, 3_000)))
+        random.append(aa_prob_best(units, random_units(units, 3_000, rng)))
+    assert np.median(latest) > 0.95
+    assert 0.35 < np.median(random) < 0.65
