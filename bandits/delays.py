@@ -31,6 +31,10 @@ class DelayDistribution:
     (1 − 1/R_j), with R_j = #{i : d_i ≤ d_j ≤ T_i} the conversions that could have been seen
     at d_j. It is blended with a truncated exponential prior (mean `prior_mean_seconds`,
     worth `prior_weight` conversions), so that it is usable from the first hour.
+
+    The sample must be selected on the units (their assignment), never on when they converted:
+    a unit's conversion may be missing only because its delay exceeds its age.
+
     """
 
     window_seconds: float
@@ -81,6 +85,39 @@ class DelayDistribution:
         estimate = np.exp(tail[above])
         return (n * estimate + self.prior_weight * prior) / (n + self.prior_weight)
 
+    def mean_cdf(self, youngest, oldest) -> np.ndarray:
+        """The mean of G over ages spread evenly from `youngest` to `oldest` (elementwise), as
+        the ages of a cohort's units are: G at their mean age is not the mean of their G (a
+        cohort assigned over the last 24 h, delays of mean 12 h: G(12 h) = 0.63, mean 0.57)."""
+        youngest = np.asarray(youngest, dtype=float)
+        oldest = np.asarray(oldest, dtype=float)
+        spread = oldest - youngest
+        if np.any(spread < 0):
+            raise ValueError("The oldest age of a cohort cannot be below its youngest.")
+        wide = spread > 1e-6 * np.maximum(1.0, np.abs(oldest))
+        mean = self.cdf(youngest + spread / 2)
+        area = self._integral(oldest[wide]) - self._integral(youngest[wide])
+        mean[wide] = area / spread[wide]
+        return mean
+
+    def _integral(self, ages) -> np.ndarray:
+        """∫ G from 0 to each age: exact for the step function and the prior alike."""
+        window, mean = self.window_seconds, self.prior_mean_seconds
+        ages = np.clip(np.asarray(ages, dtype=float), 0.0, None)
+        beyond = np.clip(ages - window, 0.0, None)  # G is 1 there
+        t = np.minimum(ages, window)
+        prior = (t + mean * np.expm1(-t / mean)) / -np.expm1(-window / mean)
+        n = self.count
+        if n == 0:
+            return prior + beyond
+        # The estimate is a step function: exp(log_tail[k]) between points k−1 and k.
+        values = np.exp(np.append(self.log_tail, 0.0))
+        edges = np.concatenate([[0.0], self.points])
+        areas = np.concatenate([[0.0], np.cumsum(values[:-1] * np.diff(edges))])
+        k = np.searchsorted(self.points, t, side="right")
+        estimate = areas[k] + values[k] * (t - edges[k])
+        return (n * estimate + self.prior_weight * prior) / (n + self.prior_weight) + beyond
+
 
 def delay_aware_arms(
     units,
@@ -89,12 +126,15 @@ def delay_aware_arms(
     delay: DelayDistribution,
     prior_alpha=1.0,
     prior_beta=1.0,
+    age_half_widths=None,
 ) -> BetaArms:
     """Beta posteriors per arm from cohorts of different ages.
 
     units, conversions: shape (arms, cohorts), conversions seen so far; ages: shape (cohorts,),
-    seconds since each cohort was assigned (e.g. allocation periods, aged from their middle).
-    A non-converted unit of age a adds G(a) to beta; a conversion adds 1 to alpha.
+    seconds since each cohort was assigned, on average (e.g. allocation periods, aged from
+    their middle); age_half_widths: how far either side of that its units' ages spread evenly
+    (0, the default: all at that age). A conversion adds 1 to alpha; a silent unit adds to
+    beta the mean of G over its cohort's ages.
     """
     units = np.asarray(units, dtype=float)
     conversions = np.asarray(conversions, dtype=float)
@@ -102,9 +142,14 @@ def delay_aware_arms(
         raise ValueError("units and conversions must both have shape (arms, cohorts).")
     if np.any(conversions < 0) or np.any(conversions > units):
         raise ValueError("Need 0 ≤ conversions ≤ units in every cohort.")
-    weight = delay.cdf(ages)
-    if weight.shape != (units.shape[1],):
-        raise ValueError("ages must have one entry per cohort.")
+    ages = np.asarray(ages, dtype=float)
+    half_widths = np.zeros_like(ages) if age_half_widths is None else age_half_widths
+    half_widths = np.asarray(half_widths, dtype=float)
+    if ages.shape != (units.shape[1],) or half_widths.shape != ages.shape:
+        raise ValueError("ages (and their half-widths) must have one entry per cohort.")
+    if np.any(half_widths < 0):
+        raise ValueError("Half-widths of ages cannot be negative.")
+    arrived = delay.mean_cdf(ages - half_widths, ages + half_widths)
     alpha = prior_alpha + conversions.sum(axis=1)
-    beta = prior_beta + ((units - conversions) * weight[None, :]).sum(axis=1)
+    beta = prior_beta + ((units - conversions) * arrived[None, :]).sum(axis=1)
     return BetaArms(alpha, beta)

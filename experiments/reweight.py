@@ -186,53 +186,85 @@ def arm_counts(
 
     Delay-aware trials count a unit that has not converted as G(age) of a trial, G being the
     share of conversions that arrive by that age (bandits/delays.py): a unit assigned an hour
-    ago is not yet a failure. Ages are per allocation period, from the mean assignment time
-    arm_stats keeps, so no assignment row is read for them.
+    ago is not yet a failure. A row's units are taken as assigned evenly about their mean time
+    (which arm_stats keeps, so no assignment row is read), as far as their allocation period
+    reaches on the nearer side, and G is averaged over their ages.
     """
     primary = session.execute(
         select(Metric.key).where(
             Metric.experiment_id == runtime.experiment_id, Metric.role == "primary"
         )
     ).scalar_one()
-    rows = session.execute(
-        select(
-            ArmStats.segment,
-            ArmStats.variant,
-            ArmStats.units,
-            ArmStats.conversions,
-            ArmStats.assigned_seconds,
-        ).where(
-            ArmStats.experiment_id == runtime.experiment_id,
-            ArmStats.metric == primary,
-            ArmStats.variant != HOLDOUT_ARM,
-        )
-    ).all()
+    s_index = {s: i for i, s in enumerate(segments)}
+    rows = [
+        row
+        for row in session.execute(
+            select(
+                ArmStats.period,
+                ArmStats.segment,
+                ArmStats.variant,
+                ArmStats.units,
+                ArmStats.conversions,
+                ArmStats.assigned_seconds,
+            ).where(
+                ArmStats.experiment_id == runtime.experiment_id,
+                ArmStats.metric == primary,
+                ArmStats.variant != HOLDOUT_ARM,
+            )
+        ).all()
+        if row.segment in s_index and row.variant in runtime.variant_index
+    ]
+    units = np.array([row.units or 0 for row in rows], dtype=float)
+    conversions = np.array([row.conversions or 0 for row in rows], dtype=float)
     delay = delay_distribution(
         session=session,
         runtime=runtime,
         metric=primary,
         now=now,
-        conversions=sum(row.conversions or 0 for row in rows),
+        conversions=int(conversions.sum()),
     )
-    window = delay.window_seconds
-    s_index = {s: i for i, s in enumerate(segments)}
+    youngest, oldest = _age_ranges(session, runtime, rows, now, delay.window_seconds)
+    arrived = delay.mean_cdf(youngest, oldest)
+    segment = np.array([s_index[row.segment] for row in rows], dtype=int)
+    arm = np.array([runtime.variant_index[row.variant] for row in rows], dtype=int)
     successes = np.zeros((len(segments), len(runtime.variants)))
     trials = np.zeros_like(successes)
     effective = np.zeros_like(successes)
-    # Each row's units were assigned, on average, at assigned_seconds / units.
-    ages = [
-        max(0.0, now.timestamp() - (assigned or 0.0) / units) if units else window
-        for _, _, units, _, assigned in rows
-    ]
-    shares = delay.cdf(ages) if rows else []
-    for (segment, variant, units, conversions, _), share in zip(rows, shares, strict=True):
-        if segment in s_index and variant in runtime.variant_index:
-            at = (s_index[segment], runtime.variant_index[variant])
-            units, conversions = units or 0, conversions or 0
-            trials[at] += units
-            successes[at] += conversions
-            effective[at] += conversions + (units - conversions) * float(share)
+    np.add.at(successes, (segment, arm), conversions)
+    np.add.at(trials, (segment, arm), units)
+    np.add.at(effective, (segment, arm), conversions + (units - conversions) * arrived)
     return successes, trials, effective
+
+
+def _age_ranges(
+    session: Session, runtime: Runtime, rows: list, now: datetime, window: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(youngest, oldest) age of each arm_stats row's units, in seconds at `now`.
+
+    A row knows its units' mean assignment time, not their spread. They are taken as spread
+    evenly about it, as far as their period reaches on the nearer side (a period ends where
+    the next begins; the current one at `now`): exact for steady traffic. Taking all at the
+    mean age instead read the rate of a day-long period 12% low while its windows were open
+    (delays of mean 12 h). A mean outside its period (a backfill: periods are a sequence, not
+    a timeline) leaves the units at their mean age."""
+    begins = dict(
+        session.execute(
+            select(AllocationPeriod.number, AllocationPeriod.started_at).where(
+                AllocationPeriod.experiment_id == runtime.experiment_id
+            )
+        ).all()
+    )
+    clock = now.timestamp()
+    begins = {number: as_utc(at).timestamp() for number, at in begins.items()}
+    units = np.array([row.units or 0 for row in rows], dtype=float)
+    assigned = np.array([row.assigned_seconds or 0.0 for row in rows], dtype=float)
+    mean = np.divide(assigned, units, out=np.full(len(rows), clock - window), where=units > 0)
+    begin = np.array([begins.get(row.period, np.inf) for row in rows], dtype=float)
+    end = np.array([begins.get(row.period + 1, clock) for row in rows], dtype=float)
+    inside = (begin <= mean) & (mean <= end)
+    half = np.where(inside, np.minimum(mean - begin, end - mean), 0.0)
+    youngest = np.maximum(0.0, clock - mean - half)
+    return youngest, np.maximum(youngest, clock - mean + half)
 
 
 def delay_distribution(

@@ -92,6 +92,16 @@ def test_invalid_counts_are_refused(units, conversions, ages, message):
         delay_aware_arms(units, conversions, ages, delay)
 
 
+def test_invalid_age_spreads_are_refused():
+    delay = DelayDistribution.fit([], [], WINDOW)
+    with pytest.raises(ValueError, match="one entry per cohort"):
+        delay_aware_arms([[10, 5]], [[1, 1]], [HOUR, HOUR], delay, age_half_widths=[HOUR])
+    with pytest.raises(ValueError, match="negative"):
+        delay_aware_arms([[10]], [[1]], [HOUR], delay, age_half_widths=[-1.0])
+    with pytest.raises(ValueError, match="oldest"):
+        delay.mean_cdf([2 * HOUR], [HOUR])
+
+
 def test_invalid_delay_inputs_are_refused():
     with pytest.raises(ValueError, match="window"):
         DelayDistribution.fit([], [], 0)
@@ -185,3 +195,45 @@ def test_an_aa_bandit_stays_even_after_favouring_an_arm_lately():
         random.append(aa_prob_best(units, random_units(units, 3_000, rng)))
     assert np.median(latest) > 0.95
     assert 0.35 < np.median(random) < 0.65
+
+
+def test_the_mean_of_g_over_a_cohorts_ages_is_exact():
+    rng = np.random.default_rng(2)
+    delays = rng.exponential(8 * HOUR, 300).clip(max=WINDOW)
+    delay = DelayDistribution.fit(delays, rng.uniform(delays, 2 * WINDOW), WINDOW)
+    youngest = np.array([0.0, HOUR, 20 * HOUR, 70 * HOUR, 80 * HOUR, 5 * HOUR])
+    oldest = np.array([24 * HOUR, 1.5 * HOUR, 44 * HOUR, 90 * HOUR, 90 * HOUR, 5 * HOUR])
+    for low, high, mean in zip(youngest, oldest, delay.mean_cdf(youngest, oldest), strict=True):
+        grid = np.linspace(low, high, 200_001)
+        assert mean == pytest.approx(delay.cdf(grid).mean(), abs=1e-4)
+    assert delay.mean_cdf([5 * HOUR], [5 * HOUR]) == pytest.approx(delay.cdf([5 * HOUR]))
+    prior_only = DelayDistribution.fit([], [], WINDOW, prior_mean_seconds=12 * HOUR)
+    expected = 1 - (1 - np.exp(-2)) / 2  # exponential G averaged over 0 to 24 h
+    assert prior_only.mean_cdf([0.0], [24 * HOUR])[0] == pytest.approx(
+        expected / (1 - np.exp(-6)), abs=1e-3
+    )
+
+
+def test_a_cohorts_ages_are_averaged_over_not_taken_at_their_mean():
+    """Units assigned evenly over a day, 5% converting after exponential delays of mean 12 h,
+    G known: at the cohort's mean age the rate reads 12% low."""
+    rng = np.random.default_rng(4)
+    units = aa_units(
+        rng,
+        days=1,
+        units_per_day=200_000,
+        rate=0.05,
+        mean_delay_hours=12,
+        window_hours=72,
+        favoured_share_last_day=0.5,
+    )
+    truth = DelayDistribution.fit([], [], WINDOW, prior_mean_seconds=12 * HOUR)
+    seen = units.seen(units.hours)
+    counts, conversions = [[units.assigned_at.size]], [[seen.sum()]]
+    at_mean = delay_aware_arms(counts, conversions, [12 * HOUR], truth).mean[0]
+    spread = delay_aware_arms(counts, conversions, [12 * HOUR], truth, age_half_widths=[12 * HOUR])
+    rate = units.converts.mean()  # every conversion to come, seen or not
+    assert at_mean / rate - 1 == pytest.approx(-0.12, abs=0.01)
+    # What is left comes from counting a conversion as a whole trial where its unit was
+    # exposed for only G of one: about p·(1 − G), 2% here.
+    assert spread.mean[0] / rate - 1 == pytest.approx(-0.02, abs=0.005)

@@ -132,7 +132,7 @@ def test_an_aa_bandit_weighs_a_lately_favoured_arm_as_the_true_delays_would(data
     (whose median over many A/A tests is 1/2: tests/bandits/test_delays.py)."""
     monkeypatch.setattr(reweight, "DELAY_SAMPLE", 3_000)
     favoured, oracle = [], []
-    for seed in range(8):
+    for seed in range(4):
         with database.session(write=True) as session:
             units, now = stored_aa_test(session, f"aa-{seed}", seed)
         with database.session() as session:

@@ -75,7 +75,8 @@ def aa_units(
 def assignment_ids(rng, n: int) -> list[str]:
     """n assignment ids laid out as `new_ids` lays them out, their random digits from `rng`."""
     prefix = new_ids(1)[0][:12]
-    return [prefix + rng.bytes(10).hex() for _ in range(n)]
+    digits = rng.bytes(10 * n).hex()
+    return [prefix + digits[i : i + 20] for i in range(0, 20 * n, 20)]
 
 
 def store_delayed_units(
