@@ -5,12 +5,12 @@ a 72-hour window may still be to come. Counting it as a failure biases every arm
 down, most of all for the arms that were given the most units lately (the ones the bandit
 favours); waiting until windows close throws away what the first hours already say.
 
-Here a unit that has not converted at age a counts as G(a) of a failure, where G is the share
-of conversions that arrive by age a (the delay distribution, conditional on converting within
-the window). Its exact likelihood, 1 − p·G(a), is replaced by the Beta-conjugate (1 − p)^G(a):
-exact when G is 0 (nothing could have arrived yet) or 1 (the window has closed), and close in
-between for the small rates of lifecycle messaging. So each arm's posterior stays a Beta and
-everything downstream (P(best), floors) is unchanged.
+Here a unit that has not converted at age a counts as part of a failure, by G(a), the share of
+conversions that arrive by age a (the delay distribution, conditional on converting within the
+window). Its exact likelihood, 1 − p·G(a), is replaced by the Beta-conjugate (1 − p)^w: exact
+when G is 0 (nothing could have arrived yet) or 1 (the window has closed), and in between with
+the exact slope at the rate the data give (see `failure_shares`). So each arm's posterior stays
+a Beta and everything downstream (P(best), floors) is unchanged.
 """
 
 from dataclasses import dataclass
@@ -119,6 +119,38 @@ class DelayDistribution:
         return (n * estimate + self.prior_weight * prior) / (n + self.prior_weight) + beyond
 
 
+def failure_shares(units, conversions, arrived) -> np.ndarray:
+    """How much of a failure a silent unit of each cohort counts as, for G = `arrived` there.
+
+    w = G·(1 − p)/(1 − p·G) makes (1 − p)^w, the Beta-conjugate stand-in for a silent unit's
+    likelihood 1 − p·G, have the same slope in p at p = p̂, the maximum-likelihood rate of all
+    the cohorts given (pooled over arms: the same shares for every arm). Then each arm's
+    posterior peaks where its exact likelihood does, for arms near p̂. The plainer w = G (which
+    this used before) is its limit at small rates. It counts a conversion as a whole trial
+    where a young unit's exposure is only its G, so young cohorts read low by about p·(1 − G),
+    and with them the arm a bandit fed lately: two equal arms converting at 20%, one given 80%
+    of the last day, gave it a median P(best) of 0.20 (0.40 with these shares; the complete
+    data, every conversion to come, give 0.39 on the same 40 simulations).
+
+    units, conversions, arrived: arrays of one shape (arrived may broadcast to it).
+    """
+    units = np.asarray(units, dtype=float)
+    conversions = np.asarray(conversions, dtype=float)
+    arrived = np.broadcast_to(np.asarray(arrived, dtype=float), units.shape)
+    silent = units - conversions
+    converted = conversions.sum()
+    # p̂ solves converted / p = Σ silent·G / (1 − p·G). Iterating p ← converted / (converted +
+    # Σ silent·w(p)) from 0 climbs to it: the map increases in p and stays below 1.
+    rate = 0.0
+    for _ in range(200):
+        shares = arrived * (1.0 - rate) / (1.0 - rate * arrived)
+        updated = converted / (converted + (silent * shares).sum()) if converted else 0.0
+        if abs(updated - rate) <= 1e-12:
+            break
+        rate = updated
+    return arrived * (1.0 - rate) / (1.0 - rate * arrived)
+
+
 def delay_aware_arms(
     units,
     conversions,
@@ -133,8 +165,8 @@ def delay_aware_arms(
     units, conversions: shape (arms, cohorts), conversions seen so far; ages: shape (cohorts,),
     seconds since each cohort was assigned, on average (e.g. allocation periods, aged from
     their middle); age_half_widths: how far either side of that its units' ages spread evenly
-    (0, the default: all at that age). A conversion adds 1 to alpha; a silent unit adds to
-    beta the mean of G over its cohort's ages.
+    (0, the default: all at that age). A conversion adds 1 to alpha; a silent unit adds its
+    cohort's failure share (`failure_shares`, from the mean of G over its ages) to beta.
     """
     units = np.asarray(units, dtype=float)
     conversions = np.asarray(conversions, dtype=float)
@@ -150,6 +182,7 @@ def delay_aware_arms(
     if np.any(half_widths < 0):
         raise ValueError("Half-widths of ages cannot be negative.")
     arrived = delay.mean_cdf(ages - half_widths, ages + half_widths)
+    shares = failure_shares(units, conversions, arrived[None, :])
     alpha = prior_alpha + conversions.sum(axis=1)
-    beta = prior_beta + ((units - conversions) * arrived[None, :]).sum(axis=1)
+    beta = prior_beta + ((units - conversions) * shares).sum(axis=1)
     return BetaArms(alpha, beta)

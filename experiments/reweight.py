@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlmodel import Session
 
-from bandits.delays import DelayDistribution
+from bandits.delays import DelayDistribution, failure_shares
 from bandits.policies import ThompsonSampling, exclude_arms, segment_weights
 from experiments.db import Database
 from experiments.errors import Conflict
@@ -184,11 +184,12 @@ def arm_counts(
     """(successes, trials, delay-aware trials) of the primary metric, each of shape
     (segments, variants), over all periods.
 
-    Delay-aware trials count a unit that has not converted as G(age) of a trial, G being the
-    share of conversions that arrive by that age (bandits/delays.py): a unit assigned an hour
-    ago is not yet a failure. A row's units are taken as assigned evenly about their mean time
-    (which arm_stats keeps, so no assignment row is read), as far as their allocation period
-    reaches on the nearer side, and G is averaged over their ages.
+    Delay-aware trials count a unit that has not converted as part of a trial, by G(age), G
+    being the share of conversions that arrive by that age (bandits/delays.py): a unit
+    assigned an hour ago is not yet a failure. A row's units are taken as assigned evenly
+    about their mean time (which arm_stats keeps, so no assignment row is read), as far as
+    their allocation period reaches on the nearer side, and G is averaged over their ages.
+    Each segment's silent units count as their failure shares at its rate (`failure_shares`).
     """
     primary = session.execute(
         select(Metric.key).where(
@@ -227,12 +228,16 @@ def arm_counts(
     arrived = delay.mean_cdf(youngest, oldest)
     segment = np.array([s_index[row.segment] for row in rows], dtype=int)
     arm = np.array([runtime.variant_index[row.variant] for row in rows], dtype=int)
+    shares = np.zeros(len(rows))
+    for i in np.unique(segment):  # silent units' shares of a failure, from each segment's rate
+        mine = segment == i
+        shares[mine] = failure_shares(units[mine], conversions[mine], arrived[mine])
     successes = np.zeros((len(segments), len(runtime.variants)))
     trials = np.zeros_like(successes)
     effective = np.zeros_like(successes)
     np.add.at(successes, (segment, arm), conversions)
     np.add.at(trials, (segment, arm), units)
-    np.add.at(effective, (segment, arm), conversions + (units - conversions) * arrived)
+    np.add.at(effective, (segment, arm), conversions + (units - conversions) * shares)
     return successes, trials, effective
 
 
@@ -244,7 +249,7 @@ def _age_ranges(
     A row knows its units' mean assignment time, not their spread. They are taken as spread
     evenly about it, as far as their period reaches on the nearer side (a period ends where
     the next begins; the current one at `now`): exact for steady traffic. Taking all at the
-    mean age instead read the rate of a day-long period 12% low while its windows were open
+    mean age instead read the rate of a day-long period 10% low while its windows were open
     (delays of mean 12 h). A mean outside its period (a backfill: periods are a sequence, not
     a timeline) leaves the units at their mean age."""
     begins = dict(
