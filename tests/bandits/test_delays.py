@@ -1,5 +1,7 @@
 """Delay-aware posteriors: the delay distribution under truncation, and fractional failures."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import optimize
@@ -268,3 +270,42 @@ def test_a_cohorts_ages_are_averaged_over_not_taken_at_their_mean():
     rate = units.converts.mean()  # every conversion to come, seen or not
     assert at_mean / rate - 1 == pytest.approx(-0.10, abs=0.01)
     assert spread.mean[0] / rate - 1 == pytest.approx(0.0, abs=0.005)
+
+
+def test_g_is_not_identified_beyond_the_oldest_units_age():
+    """A day into delays of mean 12 h, no delay longer than a day can have been seen: the fit
+    is G given a delay within a day, too high by 1/G(24 h) at every age. Rates read low, by
+    the same factor for an arm of young units as for one of older units."""
+    rng = np.random.default_rng(6)
+    units = aa_units(
+        rng,
+        days=1,
+        units_per_day=400_000,
+        rate=0.05,
+        mean_delay_hours=12,
+        window_hours=72,
+        favoured_share_last_day=0.5,
+    )
+    # Arm 0 gets 80% of the last 12 hours, arm 1 80% of the 12 before.
+    late = units.assigned_at >= 12.0
+    units = replace(units, arm=np.where(rng.random(late.size) < 0.8, ~late, late).astype(int))
+    seen = units.seen(24.0)
+    ages = (24.0 - units.assigned_at) * HOUR
+    fitted = DelayDistribution.fit(units.delay[seen] * HOUR, ages[seen], WINDOW)
+    within_a_day = truncated_exponential_cdf(24.0, mean=12.0, window=72.0)
+    assert fitted.cdf([24 * HOUR])[0] == pytest.approx(1.0, abs=0.002)
+    assert fitted.cdf([6 * HOUR])[0] == pytest.approx(
+        truncated_exponential_cdf(6.0, mean=12.0, window=72.0) / within_a_day, abs=0.01
+    )
+    cohort = units.assigned_at.astype(int)
+    counts, conversions = np.zeros((2, 24)), np.zeros((2, 24))
+    np.add.at(counts, (units.arm, cohort), 1)
+    np.add.at(conversions, (units.arm, cohort), seen)
+    mean_ages = (23.5 - np.arange(24)) * HOUR
+    half_widths = np.full(24, HOUR / 2)
+    truth = DelayDistribution.fit([], [], WINDOW, prior_mean_seconds=12 * HOUR)
+    arms = delay_aware_arms(counts, conversions, mean_ages, fitted, age_half_widths=half_widths)
+    known = delay_aware_arms(counts, conversions, mean_ages, truth, age_half_widths=half_widths)
+    low = arms.mean / known.mean - 1  # against the same data with G known
+    assert low == pytest.approx(-(1 - within_a_day), abs=0.015)  # −13%
+    assert abs(low[0] - low[1]) < 0.01
