@@ -148,16 +148,22 @@ def failure_shares(units, conversions, arrived) -> np.ndarray:
     arrived = np.broadcast_to(np.asarray(arrived, dtype=float), units.shape)
     silent = units - conversions
     converted = conversions.sum()
+    closed = arrived >= 1.0  # a whole failure at any rate
+
+    def shares_at(rate: float) -> np.ndarray:
+        return np.where(closed, 1.0, arrived * (1.0 - rate) / (1.0 - rate * arrived))
+
     # p̂ solves converted / p = Σ silent·G / (1 − p·G). Iterating p ← converted / (converted +
-    # Σ silent·w(p)) from 0 climbs to it: the map increases in p and stays below 1.
+    # Σ silent·w(p)) from 0 climbs to it: the map increases in p. It stays below 1 but where
+    # no silent unit could have converted yet (all G = 0); then the data cannot tell.
     rate = 0.0
     for _ in range(200):
-        shares = arrived * (1.0 - rate) / (1.0 - rate * arrived)
-        updated = converted / (converted + (silent * shares).sum()) if converted else 0.0
+        exposure = (silent * shares_at(rate)).sum()
+        updated = min(converted / (converted + exposure), 1.0 - 1e-9) if converted else 0.0
         if abs(updated - rate) <= 1e-12:
             break
         rate = updated
-    return arrived * (1.0 - rate) / (1.0 - rate * arrived)
+    return shares_at(rate)
 
 
 def delay_aware_arms(

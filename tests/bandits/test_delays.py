@@ -309,3 +309,13 @@ def test_g_is_not_identified_beyond_the_oldest_units_age():
     low = arms.mean / known.mean - 1  # against the same data with G known
     assert low == pytest.approx(-(1 - within_a_day), abs=0.015)  # −13%
     assert abs(low[0] - low[1]) < 0.01
+
+
+def test_failure_shares_of_degenerate_cohorts():
+    every_one_converted = failure_shares([[10.0, 5.0]], [[10.0, 5.0]], [0.5, 1.0])
+    assert every_one_converted[0, 0] < 1e-6 and every_one_converted[0, 1] == 1.0  # p̂ = 1
+    none_could_have = failure_shares([[10.0]], [[2.0]], [0.0])  # converted at once, none yet
+    assert none_could_have.tolist() == [[0.0]]
+    closed = failure_shares([[10.0, 20.0]], [[3.0, 4.0]], [1.0, 1.0])
+    assert closed.tolist() == [[1.0, 1.0]]
+    assert failure_shares(np.zeros((2, 0)), np.zeros((2, 0)), np.zeros(0)).shape == (2, 0)
