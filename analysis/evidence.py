@@ -17,9 +17,10 @@ FLAT_MARGIN = 0.02
 
 @dataclass(frozen=True)
 class Thresholds:
-    """A learning is a `win` when P(better) ≥ win_probability, a `loss` when P(better) ≤
-    1 − win_probability, `flat` when its whole 95% interval lies within ±flat_margin, and
-    `inconclusive` otherwise."""
+    """A learning is `flat` when its whole 95% interval lies within ±flat_margin (judged
+    first: a precisely measured +1% is negligible, not a win), else a `win` when P(better) ≥
+    win_probability, a `loss` when P(better) ≤ 1 − win_probability, and `inconclusive`
+    otherwise."""
 
     win_probability: float = WIN_PROBABILITY
     flat_margin: float = FLAT_MARGIN
@@ -30,12 +31,12 @@ class Thresholds:
 
 
 def verdict(prob_better: float, low: float, high: float, thresholds: Thresholds = Thresholds()):
+    if -thresholds.flat_margin <= low and high <= thresholds.flat_margin:
+        return "flat"
     if prob_better >= thresholds.win_probability:
         return "win"
     if prob_better <= 1 - thresholds.win_probability:
         return "loss"
-    if -thresholds.flat_margin <= low and high <= thresholds.flat_margin:
-        return "flat"
     return "inconclusive"
 
 

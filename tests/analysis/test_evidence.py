@@ -61,6 +61,9 @@ def test_one_study_is_itself():
         (0.05, -0.2, -0.01, "loss"),
         (0.6, -0.019, 0.02, "flat"),
         (0.6, -0.021, 0.02, "inconclusive"),
+        # A precisely measured +1% (or −1.5%) is negligible, however sure its sign: flat.
+        (0.999, 0.005, 0.015, "flat"),
+        (0.001, -0.019, -0.011, "flat"),
     ],
 )
 def test_verdict_thresholds(prob, low, high, expected):
