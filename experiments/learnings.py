@@ -4,8 +4,10 @@ them, and pool the evidence for a factor level across experiments.
 Publishing reads the latest results of each binary metric: a finished PyMC job where there is
 one for that metric (factorial: one learning per factor level; hierarchical: per variant),
 else the conjugate results. An experiment whose variants form a factorial design gets one
-learning per (segment, metric, factor, level vs the control's level), from the variants that
-differ only in that factor pooled on each side; any other gets one per variant vs control.
+learning per (segment, metric, factor, level vs the control's level), any other one per
+variant vs control. The conjugate comparisons are the results' own: within allocation periods
+(and, for `all`, within segments) wherever a bandit's weights differed, standardised to the
+units' shares, never the counts pooled across cells a bandit fed unevenly.
 Republishing replaces the experiment's published learnings in one transaction, keeping the
 tags earlier publications gave them; a unique index keeps one per (experiment, segment, metric,
 factor, level) even under concurrent publishing.
@@ -15,20 +17,25 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from analysis.contrasts import group_contrast, rate_draws
 from analysis.evidence import Study, Thresholds, random_effects, verdict
 from analysis.models import factorial_problem
-from analysis.summary import summarize_binary
 from experiments.errors import Conflict, InvalidSpec, NotFound
 from experiments.lifecycle import get_experiment
 from experiments.models import AnalysisJob, Experiment, Learning, Metric, utcnow
-from experiments.results import segment_variant_counts
+from experiments.results import metric_strata
 from experiments.spec import ALL_SEGMENT
 
 VARIANT_FACTOR = "variant"
+OWN_DATA_NOTE = (
+    "From this experiment's own data: its results start from the registry's prior, which "
+    "the registry already holds."
+)
 SORTS = ("date", "-date", "lift", "-lift")
 EXPORT_FIELDS = (
     "id",
@@ -150,51 +157,75 @@ def _latest_job(session: Session, experiment: Experiment, metric: str) -> Analys
 
 
 def _from_conjugate(session: Session, experiment: Experiment, metric: Metric) -> list[dict]:
-    segments, variants, units, conversions = segment_variant_counts(session, experiment, metric.key)
+    """From the results' own comparisons: each segment within its allocation periods, `all`
+    within period × segment cells, standardised to their unit shares (see results.py). A
+    variant's learning is its row of the results; a factor level's compares the mean rate of
+    the variants with the level with that of their twins, on the same per-arm estimates
+    (analysis/contrasts.py). An experiment that started from the registry's prior is read
+    from its own data: the registry already holds what that prior knew."""
+    learned = bool(experiment.priors) and experiment.prior == "learnings"
+    layout, strata = metric_strata(
+        session=session, experiment=experiment, metric=metric, own_data_only=learned
+    )
+    variants = layout.arms[: layout.variants]
+    control = layout.control
     factors = [dict(v.factors) for v in experiment.variants]
-    control = variants.index(experiment.control)
     factorial = factorial_problem(factors, control) is None
-    names = [ALL_SEGMENT, *segments]
+    notes = [OWN_DATA_NOTE] if learned else []
     found = []
-    for name, n, c in zip(
-        names,
-        [units.sum(axis=0), *units],
-        [conversions.sum(axis=0), *conversions],
-        strict=True,
-    ):
+    for stratum in strata:
+        n = stratum.units[:, : layout.variants].sum(axis=0)
+        c = stratum.conversions[:, : layout.variants].sum(axis=0)
         if n.sum() == 0:
             continue
+        summaries = stratum.analysed.summaries
         if factorial:
-            for factor, level, base, with_level, without in _level_pairs(factors, control):
-                groups_n = [n[without].sum(), n[with_level].sum()]
-                groups_c = [c[without].sum(), c[with_level].sum()]
-                _, arm = summarize_binary(
-                    groups_n, groups_c, control=0, higher_is_better=metric.higher_is_better
-                )
-                found.append(
-                    _found(name, factor, level, base, arm, groups_n, groups_c, "beta-binomial")
-                )
-        else:
-            summaries = summarize_binary(
-                n, c, control=control, higher_is_better=metric.higher_is_better
+            draws = rate_draws(
+                stratum.units,
+                stratum.conversions,
+                stratify=stratum.analysed.stratified,
+                prior=stratum.prior,
+                rng=np.random.default_rng(stratum.seed),
             )
-            for i, arm in enumerate(summaries):
-                if i == control:
-                    continue
-                pair_n, pair_c = [n[control], n[i]], [c[control], c[i]]
+            for factor, level, base, with_level, without in _level_pairs(factors, control):
+                contrast = group_contrast(
+                    draws,
+                    with_level,
+                    without,
+                    baseline_conversions=float(c[without].sum()),
+                    higher_is_better=metric.higher_is_better,
+                )
                 found.append(
                     _found(
-                        name,
-                        VARIANT_FACTOR,
-                        variants[i],
-                        variants[control],
-                        arm,
-                        pair_n,
-                        pair_c,
-                        "beta-binomial",
-                        channel=factors[i].get("channel"),
+                        stratum.segment,
+                        factor,
+                        level,
+                        base,
+                        contrast.lift,
+                        contrast.prob_better,
+                        units=(n[without].sum(), n[with_level].sum()),
+                        baseline_rate=np.mean([summaries[j].rate.mean for j in without]),
+                        notes=notes,
                     )
                 )
+            continue
+        for i in range(layout.variants):
+            if i == control:
+                continue
+            found.append(
+                _found(
+                    stratum.segment,
+                    VARIANT_FACTOR,
+                    variants[i],
+                    variants[control],
+                    summaries[i].lift,
+                    summaries[i].prob_beat_control,
+                    units=(n[control], n[i]),
+                    baseline_rate=summaries[control].rate.mean,
+                    channel=factors[i].get("channel"),
+                    notes=notes,
+                )
+            )
     return found
 
 
@@ -214,20 +245,23 @@ def _level_pairs(factors: list[dict], control: int):
                 yield factor, level, baseline[factor], with_level, without
 
 
-def _found(segment, factor, level, base, arm, groups_n, groups_c, method, channel=None) -> dict:
-    lift = arm.lift
+def _found(
+    segment, factor, level, base, lift, prob, *, units, baseline_rate, notes, channel=None
+) -> dict:
+    """A conjugate comparison; units = (the baseline side's, the level's)."""
     return {
         "segment": segment,
         "factor": factor,
         "level": level,
         "baseline_level": base,
         "lift": (lift.mean, lift.low, lift.high) if lift is not None else (None, None, None),
-        "prob_better": arm.prob_beat_control,
-        "units": int(sum(groups_n)),
-        "level_units": int(groups_n[1]),
-        "baseline_rate": float((groups_c[0] + 1) / (groups_n[0] + 2)),
-        "method": method,
+        "prob_better": prob,
+        "units": int(sum(units)),
+        "level_units": int(units[1]),
+        "baseline_rate": float(baseline_rate),
+        "method": "beta-binomial",
         "channel": channel if channel is not None else (level if factor == "channel" else None),
+        "notes": "\n".join(notes),
     }
 
 

@@ -12,7 +12,7 @@ each guardrail's P(worse than control by more than its margin), and a recommenda
 """
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sqlalchemy import select
@@ -159,6 +159,44 @@ def guardrail_checks(
                     GuardrailCheck(metric.key, layout.arms[i], margin, summary.prob_worse)
                 )
     return checks
+
+
+@dataclass
+class SegmentStrata:
+    """One segment's (or all's) cells of a metric, as the results compare them."""
+
+    segment: str
+    units: np.ndarray  # (cells, arms): periods, or period × segment for `all`
+    conversions: np.ndarray
+    prior: Prior  # of the pooled comparison
+    seed: int  # of the stratified comparison's draws
+    analysed: "Analysed"
+
+
+def metric_strata(
+    *, session: Session, experiment: Experiment, metric: Metric, own_data_only: bool = False
+) -> tuple[Layout, list[SegmentStrata]]:
+    """`all` and each segment of a metric, with the cells and the summaries the results answer
+    shows: what a published learning reads. With `own_data_only`, from the default prior
+    rather than the one the experiment learned from the registry."""
+    layout = _layout(session, experiment)
+    if own_data_only:
+        layout = replace(layout, priors=None)
+    cells = _load(session, experiment, layout, {metric.key})[metric.key]
+    found = []
+    for name in [ALL_SEGMENT, *layout.segments]:
+        units, conversions, *_ = _cell_view(layout, cells, name)
+        found.append(
+            SegmentStrata(
+                segment=name,
+                units=units,
+                conversions=np.minimum(conversions, units),
+                prior=_prior(layout, metric, name),
+                seed=_seed(name, metric.key),
+                analysed=_analyse(layout, metric, cells, name),
+            )
+        )
+    return layout, found
 
 
 def segment_variant_counts(
