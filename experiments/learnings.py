@@ -2,8 +2,9 @@
 them, and pool the evidence for a factor level across experiments.
 
 Publishing reads the latest results of each binary metric: a finished PyMC job where there is
-one for that metric (factorial: one learning per factor level; hierarchical: per variant),
-else the conjugate results. An experiment whose variants form a factorial design gets one
+one for that metric (factorial: one learning per factor level; hierarchical: per variant) and
+its sampler converged, else the conjugate results (a job that did not converge is named in
+the learnings' notes). An experiment whose variants form a factorial design gets one
 learning per (segment, metric, factor, level vs the control's level), any other one per
 variant vs control. The conjugate comparisons are the results' own: within allocation periods
 (and, for `all`, within segments) wherever a bandit's weights differed, standardised to the
@@ -37,6 +38,11 @@ OWN_DATA_NOTE = (
     "the registry already holds."
 )
 SORTS = ("date", "-date", "lift", "-lift")
+# A PyMC job feeds learnings only if its sampler converged: rank-normalised split R-hat at most
+# 1.01, no divergent transition, and a bulk ESS of at least 400, 100 per chain of the four
+# (Vehtari et al. 2021, "Rank-normalization, folding, and localization").
+MAX_RHAT = 1.01
+MIN_ESS = 400
 EXPORT_FIELDS = (
     "id",
     "source",
@@ -104,7 +110,10 @@ def publish(
         if metric.type != "binary":
             continue
         job = _latest_job(session, experiment, metric.key)
-        if job is not None and job.method == "factorial":
+        unsound = _unsound(job) if job is not None else None
+        if unsound is not None:
+            found = _from_conjugate(session, experiment, metric, notes=[unsound])
+        elif job is not None and job.method == "factorial":
             found = _from_factorial_job(experiment, metric, job)
         elif job is not None:
             found = _from_hierarchical_job(experiment, metric, job)
@@ -156,7 +165,34 @@ def _latest_job(session: Session, experiment: Experiment, metric: str) -> Analys
     ).scalar_one_or_none()
 
 
-def _from_conjugate(session: Session, experiment: Experiment, metric: Metric) -> list[dict]:
+def _unsound(job: AnalysisJob) -> str | None:
+    """Why a finished PyMC job must not feed learnings (its sampler did not converge), or
+    None. Its numbers are then not the posterior the model defines: the conjugate results
+    stand in, and the learning says so."""
+    diagnostics = (job.result or {}).get("diagnostics") or {}
+    rhat = diagnostics.get("max_rhat")
+    divergences = diagnostics.get("divergences")
+    ess = diagnostics.get("min_ess")
+    sound = (
+        diagnostics.get("converged") is True
+        and rhat is not None
+        and rhat <= MAX_RHAT
+        and divergences == 0
+        and ess is not None
+        and ess >= MIN_ESS
+    )
+    if sound:
+        return None
+    return (
+        f"The {job.method} PyMC job {job.id} did not converge (max R-hat {rhat}, "
+        f"{divergences} divergences, bulk ESS {ess}; needed R-hat ≤ {MAX_RHAT}, no divergence, "
+        f"ESS ≥ {MIN_ESS}): these are the conjugate results."
+    )
+
+
+def _from_conjugate(
+    session: Session, experiment: Experiment, metric: Metric, notes: list[str] = ()
+) -> list[dict]:
     """From the results' own comparisons: each segment within its allocation periods, `all`
     within period × segment cells, standardised to their unit shares (see results.py). A
     variant's learning is its row of the results; a factor level's compares the mean rate of
@@ -171,7 +207,7 @@ def _from_conjugate(session: Session, experiment: Experiment, metric: Metric) ->
     control = layout.control
     factors = [dict(v.factors) for v in experiment.variants]
     factorial = factorial_problem(factors, control) is None
-    notes = [OWN_DATA_NOTE] if learned else []
+    notes = [*notes, OWN_DATA_NOTE] if learned else list(notes)
     found = []
     for stratum in strata:
         n = stratum.units[:, : layout.variants].sum(axis=0)

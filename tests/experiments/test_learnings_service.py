@@ -5,13 +5,14 @@ for the same comparison, also where a drifting bandit makes the pooled counts sa
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from sqlalchemy import update
 
 from analysis.summary import summarize_binary
 from experiments import learnings
 from experiments import results as results_service
 from experiments.lifecycle import get_experiment, start_experiment
-from experiments.models import AllocationPeriod, ArmStats, Experiment
+from experiments.models import AllocationPeriod, AnalysisJob, ArmStats, Experiment
 from experiments.results import metric_strata
 from tests.utils.factories import FACTORIAL, make_experiment
 
@@ -157,3 +158,65 @@ def test_a_factor_level_is_compared_within_days_too(database):
         control=0,
     )
     assert naive.lift.low > 0 and naive.prob_beat_control > 0.999
+
+
+def hierarchical_job(experiment, **diagnostics) -> AnalysisJob:
+    """A succeeded hierarchical job on `activated` whose rows say evening-email won by 30%."""
+    rows = [
+        {"variant": "morning-push", "units": 1000, "rate": {"mean": 0.05}, "lift": None},
+        {
+            "variant": "evening-email",
+            "units": 1000,
+            "rate": {"mean": 0.065},
+            "lift": {"mean": 0.3, "ci": [0.1, 0.5]},
+            "prob_beat_control": 0.999,
+        },
+    ]
+    return AnalysisJob(
+        experiment_id=experiment.id,
+        method="hierarchical",
+        metric="activated",
+        status="succeeded",
+        finished_at=T0 + timedelta(days=7),
+        result={
+            "segments": [{"segment": s, "variants": rows} for s in ("all", "newcomers", "other")],
+            "diagnostics": {"converged": True, "max_rhat": 1.002, "divergences": 0}
+            | {"min_ess": 900.0}
+            | diagnostics,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "diagnostics",
+    [
+        {"converged": False, "max_rhat": 1.034, "divergences": 20, "min_ess": 146.0},
+        {"max_rhat": 1.02, "converged": False},
+        {"divergences": 3, "converged": False},
+        {"min_ess": 146.0},  # the job's own flag does not weigh the ESS
+    ],
+)
+def test_a_pymc_job_that_did_not_converge_gives_way_to_the_conjugate_results(database, diagnostics):
+    with database.session(write=True) as session:
+        experiment = started(session)
+        drifting_bandit(session, experiment, ["evening-email"])
+        session.add(hierarchical_job(experiment, **diagnostics))
+        session.commit()
+    with database.session(write=True) as session:
+        published = learnings.publish(session=session, key="onboarding-nudge")
+    activated = [x for x in published if x.metric == "activated"]
+    assert {(x.method, x.verdict) for x in activated} == {("beta-binomial", "loss")}
+    for learning in activated:
+        assert learning.notes.startswith("The hierarchical PyMC job 1 did not converge (max R-hat")
+
+
+def test_a_converged_pymc_job_feeds_the_learnings(database):
+    with database.session(write=True) as session:
+        experiment = started(session)
+        drifting_bandit(session, experiment, ["evening-email"])
+        session.add(hierarchical_job(experiment))
+        session.commit()
+    with database.session(write=True) as session:
+        published = learnings.publish(session=session, key="onboarding-nudge")
+    activated = [x for x in published if x.metric == "activated"]
+    assert {(x.method, x.lift_mean, x.notes) for x in activated} == {("hierarchical", 0.3, "")}
