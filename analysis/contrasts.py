@@ -18,6 +18,7 @@ mean sits above its median, so A/A comparisons would pool to a positive lift.
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 
 from analysis.stratified import stratified_draws
 from analysis.summary import INTERVAL, STRATIFIED_DRAWS, Interval, Prior
@@ -66,6 +67,45 @@ def rate_draws(
     alpha = np.broadcast_to(prior.alpha, n.shape) + c
     beta = np.broadcast_to(prior.beta, n.shape) + n - c
     return rng.beta(alpha, beta, size=(draws, n.size))
+
+
+def variant_log_ratios(
+    units,
+    conversions,
+    *,
+    control: int,
+    stratify: bool,
+    prior: Prior = FLAT_PRIOR,
+    rng: np.random.Generator,
+) -> list[LogRatio | None]:
+    """Each arm's log(p / p_control) (None for the control): exact for the pooled Beta
+    posteriors (log p has mean ψ(α) − ψ(α + β) and variance ψ′(α) − ψ′(α + β)), else from the
+    stratified draws (`rate_draws`, the results' own for the same seed)."""
+    units = np.atleast_2d(np.asarray(units, dtype=float))
+    conversions = np.atleast_2d(np.asarray(conversions, dtype=float))
+    arms = range(units.shape[1])
+    if stratify and np.count_nonzero(units.sum(axis=1)) > 1:
+        draws = rate_draws(units, conversions, stratify=True, rng=rng)
+        return [None if i == control else log_ratio(draws, [i], [control]) for i in arms]
+    n, c = units.sum(axis=0), conversions.sum(axis=0)
+    alpha = np.broadcast_to(prior.alpha, n.shape) + c
+    beta = np.broadcast_to(prior.beta, n.shape) + n - c
+    mean, variance = beta_log_moments(alpha, beta)
+    return [
+        None
+        if i == control
+        else LogRatio(
+            float(mean[i] - mean[control]), float(np.sqrt(variance[i] + variance[control]))
+        )
+        for i in arms
+    ]
+
+
+def beta_log_moments(alpha, beta) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of log p for p ~ Beta(alpha, beta), elementwise."""
+    alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+    mean = special.digamma(alpha) - special.digamma(alpha + beta)
+    return mean, special.polygamma(1, alpha) - special.polygamma(1, alpha + beta)
 
 
 def log_ratio(draws: np.ndarray, with_level: list[int], without: list[int]) -> LogRatio | None:

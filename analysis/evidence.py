@@ -1,10 +1,16 @@
-"""Evidence across experiments: verdicts and the random-effects meta-analysis of lifts.
+"""Evidence within and across experiments: verdicts, and the random-effects meta-analysis.
 
-Each published learning carries a relative lift and its 95% interval. On the log scale,
-log(1 + lift) is close to Normal with standard error (log(1 + high) − log(1 + low)) / (2·1.96).
-The pooled effect of a factor level is the DerSimonian-Laird random-effects mean: experiments
-differ (audiences, seasons, copy), so besides each one's sampling error there is a spread τ
-between them, estimated from Cochran's Q and added to every variance before weighting.
+The meta-analysis reads each comparison on the log rate ratio θ = log(p_level / p_baseline),
+through its posterior mean and sd (analysis/contrasts.py). A learning's lift interval is
+reported as the results show it, but its mean, the posterior mean of p_level / p_baseline − 1,
+is no summary to pool: a ratio's mean sits above its median, so log(1 + mean) is biased
+upward, and 8 pooled A/A experiments came out +2.8% at a 2% base rate, +8.6% at 1%, the
+interval excluding 0 upward 5.7% of the time against 0.7% downward (issue 13; simulated again
+in bench/bench_registry.py).
+
+The pooled effect of a factor level is the DerSimonian-Laird random-effects mean of the θs:
+experiments differ (audiences, seasons, copy), so besides each one's sampling error there is a
+spread τ between them, estimated from Cochran's Q and added to every variance before weighting.
 """
 
 import math
@@ -42,45 +48,65 @@ def verdict(prob_better: float, low: float, high: float, thresholds: Thresholds 
 
 @dataclass(frozen=True)
 class Study:
+    """One experiment's θ = log(p_level / p_baseline): posterior mean and sd."""
+
     name: str
-    lift: float
-    low: float
-    high: float
+    log_lift: float
+    se: float
+
+    def __post_init__(self):
+        if not self.se > 0 or not math.isfinite(self.log_lift):
+            raise ValueError(f"Study {self.name!r} needs a finite log-lift and a positive sd.")
+
+    @classmethod
+    def from_interval(cls, name: str, low: float, high: float) -> "Study":
+        """From a lift's 95% interval alone (a learning published before its log-lift was
+        stored): the interval's centre and half-width on the log scale."""
+        if not -1 < low < high:
+            raise ValueError(f"Study {name!r} needs −1 < low < high.")
+        return cls(name, *interval_log_lift(low, high))
+
+
+def interval_log_lift(low: float, high: float) -> tuple[float, float]:
+    """θ's mean and sd read from a lift's 95% interval: its centre and half-width on the log
+    scale (for a PyMC job's learnings, and those published before θ was stored)."""
+    centre = (math.log1p(low) + math.log1p(high)) / 2
+    return centre, (math.log1p(high) - math.log1p(low)) / (2 * Z)
 
 
 @dataclass(frozen=True)
 class Pooled:
-    lift: float
-    low: float
-    high: float
-    tau: float  # between-experiment spread of log(1 + lift)
+    log_lift: float  # the pooled θ
+    se: float  # its standard error
+    tau: float  # between-experiment spread of θ
     i_squared: float  # share of the variation that is between experiments
     q: float
     weights: tuple[float, ...]  # each study's share of the pooled estimate
-    se: float = 0.0  # of the pooled log(1 + lift)
+
+    @property
+    def lift(self) -> float:
+        """exp(θ) − 1: the lift at the pooled log ratio (a median, not a mean)."""
+        return math.expm1(self.log_lift)
+
+    @property
+    def low(self) -> float:
+        return math.expm1(self.log_lift - Z * self.se)
+
+    @property
+    def high(self) -> float:
+        return math.expm1(self.log_lift + Z * self.se)
 
     @property
     def prob_positive(self) -> float:
-        """P(lift > 0) under the pooled Normal on log(1 + lift)."""
-        if self.se <= 0:
-            return float(self.lift > 0)
-        return 0.5 * math.erfc(-math.log1p(self.lift) / self.se / math.sqrt(2))
-
-
-def log_effect(study: Study) -> tuple[float, float]:
-    """(log(1 + lift), its standard error) from the lift's 95% interval."""
-    if not (-1 < study.low <= study.high) or study.high == study.low:
-        raise ValueError(f"Study {study.name!r} needs −1 < low < high.")
-    se = (math.log1p(study.high) - math.log1p(study.low)) / (2 * Z)
-    return math.log1p(study.lift), se
+        """P(θ > 0) under the pooled Normal."""
+        return 0.5 * math.erfc(-self.log_lift / self.se / math.sqrt(2))
 
 
 def random_effects(studies: list[Study]) -> Pooled:
     if not studies:
         raise ValueError("No studies to pool.")
-    effects = [log_effect(s) for s in studies]
-    y = [e for e, _ in effects]
-    v = [se * se for _, se in effects]
+    y = [s.log_lift for s in studies]
+    v = [s.se * s.se for s in studies]
     w = [1 / x for x in v]
     fixed = sum(wi * yi for wi, yi in zip(w, y, strict=True)) / sum(w)
     q = sum(wi * (yi - fixed) ** 2 for wi, yi in zip(w, y, strict=True))
@@ -93,12 +119,10 @@ def random_effects(studies: list[Study]) -> Pooled:
     i_squared = max(0.0, (q - df) / q) if q > 0 and df > 0 else 0.0
     total = sum(w_star)
     return Pooled(
-        lift=math.expm1(mu),
-        low=math.expm1(mu - Z * se),
-        high=math.expm1(mu + Z * se),
+        log_lift=mu,
+        se=se,
         tau=math.sqrt(tau2),
         i_squared=i_squared,
         q=q,
         weights=tuple(wi / total for wi in w_star),
-        se=se,
     )

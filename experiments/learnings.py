@@ -23,8 +23,8 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from analysis.contrasts import group_contrast, rate_draws
-from analysis.evidence import Study, Thresholds, random_effects, verdict
+from analysis.contrasts import group_contrast, rate_draws, variant_log_ratios
+from analysis.evidence import Study, Thresholds, interval_log_lift, random_effects, verdict
 from analysis.models import factorial_problem
 from experiments.errors import Conflict, InvalidSpec, NotFound
 from experiments.lifecycle import get_experiment
@@ -56,6 +56,8 @@ EXPORT_FIELDS = (
     "lift_mean",
     "lift_low",
     "lift_high",
+    "log_lift_mean",
+    "log_lift_sd",
     "prob_better",
     "units",
     "method",
@@ -105,21 +107,22 @@ def publish(
     now = utcnow()
     tags = _earlier_tags(session, experiment) + list(tags)
     tags = list(dict.fromkeys(tags))  # a union, in order of first appearance
-    rows: list[Learning] = []
+    found: list[tuple[Metric, dict]] = []
     for metric in experiment.metrics:
         if metric.type != "binary":
             continue
         job = _latest_job(session, experiment, metric.key)
         unsound = _unsound(job) if job is not None else None
         if unsound is not None:
-            found = _from_conjugate(session, experiment, metric, notes=[unsound])
+            comparisons = _from_conjugate(session, experiment, metric, notes=[unsound])
         elif job is not None and job.method == "factorial":
-            found = _from_factorial_job(experiment, metric, job)
+            comparisons = _from_factorial_job(experiment, metric, job)
         elif job is not None:
-            found = _from_hierarchical_job(experiment, metric, job)
+            comparisons = _from_hierarchical_job(experiment, metric, job)
         else:
-            found = _from_conjugate(session, experiment, metric)
-        rows += [_learning(experiment, metric, thresholds, tags, now, **f) for f in found]
+            comparisons = _from_conjugate(session, experiment, metric)
+        found += [(metric, f) for f in comparisons]
+    rows = [_learning(experiment, metric, thresholds, tags, now, **f) for metric, f in found]
     session.execute(
         delete(Learning).where(
             Learning.experiment_id == experiment.id, Learning.source == "published"
@@ -215,13 +218,14 @@ def _from_conjugate(
         if n.sum() == 0:
             continue
         summaries = stratum.analysed.summaries
+        rng = np.random.default_rng(stratum.seed)
         if factorial:
             draws = rate_draws(
                 stratum.units,
                 stratum.conversions,
                 stratify=stratum.analysed.stratified,
                 prior=stratum.prior,
-                rng=np.random.default_rng(stratum.seed),
+                rng=rng,
             )
             for factor, level, base, with_level, without in _level_pairs(factors, control):
                 contrast = group_contrast(
@@ -239,12 +243,21 @@ def _from_conjugate(
                         base,
                         contrast.lift,
                         contrast.prob_better,
+                        contrast.log_ratio,
                         units=(n[without].sum(), n[with_level].sum()),
                         baseline_rate=np.mean([summaries[j].rate.mean for j in without]),
                         notes=notes,
                     )
                 )
             continue
+        log_ratios = variant_log_ratios(
+            stratum.units,
+            stratum.conversions,
+            control=control,
+            stratify=stratum.analysed.stratified,
+            prior=stratum.prior,
+            rng=rng,
+        )
         for i in range(layout.variants):
             if i == control:
                 continue
@@ -256,6 +269,7 @@ def _from_conjugate(
                     variants[control],
                     summaries[i].lift,
                     summaries[i].prob_beat_control,
+                    log_ratios[i] if summaries[i].lift is not None else None,
                     units=(n[control], n[i]),
                     baseline_rate=summaries[control].rate.mean,
                     channel=factors[i].get("channel"),
@@ -282,7 +296,18 @@ def _level_pairs(factors: list[dict], control: int):
 
 
 def _found(
-    segment, factor, level, base, lift, prob, *, units, baseline_rate, notes, channel=None
+    segment,
+    factor,
+    level,
+    base,
+    lift,
+    prob,
+    log_ratio,
+    *,
+    units,
+    baseline_rate,
+    notes,
+    channel=None,
 ) -> dict:
     """A conjugate comparison; units = (the baseline side's, the level's)."""
     return {
@@ -291,6 +316,7 @@ def _found(
         "level": level,
         "baseline_level": base,
         "lift": (lift.mean, lift.low, lift.high) if lift is not None else (None, None, None),
+        "log_lift": (log_ratio.mean, log_ratio.sd) if log_ratio is not None else (None, None),
         "prob_better": prob,
         "units": int(sum(units)),
         "level_units": int(units[1]),
@@ -318,6 +344,7 @@ def _from_factorial_job(experiment: Experiment, metric: Metric, job: AnalysisJob
                     "level": effect["level"],
                     "baseline_level": effect["baseline_level"],
                     "lift": (lift["mean"], lift["ci"][0], lift["ci"][1]),
+                    "log_lift": _interval_log_lift(*lift["ci"]),
                     "prob_better": prob,
                     "units": block.get("units"),
                     "level_units": None,
@@ -348,6 +375,7 @@ def _from_hierarchical_job(experiment: Experiment, metric: Metric, job: Analysis
                     "level": row["variant"],
                     "baseline_level": control["variant"],
                     "lift": (row["lift"]["mean"], row["lift"]["ci"][0], row["lift"]["ci"][1]),
+                    "log_lift": _interval_log_lift(*row["lift"]["ci"]),
                     "prob_better": prob,
                     "units": row["units"] + control["units"],
                     "level_units": row["units"],
@@ -361,6 +389,7 @@ def _from_hierarchical_job(experiment: Experiment, metric: Metric, job: Analysis
 
 def _learning(experiment, metric, thresholds, tags, now, **found) -> Learning:
     mean, low, high = found.pop("lift")
+    log_mean, log_sd = found.pop("log_lift")
     prob = found["prob_better"]
     judged = (
         verdict(prob, low, high, thresholds) if None not in (prob, low, high) else "inconclusive"
@@ -373,6 +402,8 @@ def _learning(experiment, metric, thresholds, tags, now, **found) -> Learning:
         lift_mean=mean,
         lift_low=low,
         lift_high=high,
+        log_lift_mean=log_mean,
+        log_lift_sd=log_sd,
         verdict=judged,
         hypothesis=experiment.hypothesis or "",
         tags=list(tags),
@@ -382,6 +413,12 @@ def _learning(experiment, metric, thresholds, tags, now, **found) -> Learning:
     )
     learning.summary = summary_sentence(learning)
     return learning
+
+
+def _interval_log_lift(low, high) -> tuple:
+    if low is None or high is None or not -1 < low < high:
+        return None, None
+    return interval_log_lift(low, high)
 
 
 def summary_sentence(learning: Learning) -> str:
@@ -530,8 +567,9 @@ def evidence(
     level: str,
     baseline_level: str | None = None,
 ) -> dict:
-    """The pooled effect of a factor level across experiments (random effects), optionally
-    only against one baseline level."""
+    """The pooled effect of a factor level across experiments (random effects on each
+    learning's posterior mean and sd of θ = log(p_level / p_baseline)), optionally only
+    against one baseline level."""
     conditions = [
         Learning.source == "published",
         Learning.segment == segment,
@@ -559,32 +597,42 @@ def evidence(
         "experiments": [],
         "pooled": None,
         "spread": None,
-        "method": "random effects (DerSimonian-Laird) on log(1 + lift)",
+        "method": "random effects (DerSimonian-Laird) on θ = log(p_level / p_baseline), from "
+        "each learning's posterior mean and sd of θ; the pooled lift is exp(θ) − 1",
     }
     if not rows:
         answer["note"] = "No published learning matches: there is no evidence to pool yet."
         return answer
-    pooled = random_effects(
-        [Study(r.experiment_key or str(r.id), r.lift_mean, r.lift_low, r.lift_high) for r in rows]
-    )
+    studies = [_study(r) for r in rows]
+    pooled = random_effects(studies)
     answer["experiments"] = [
         {
             "experiment": r.experiment_key,
             "lift": {"mean": r.lift_mean, "ci": [r.lift_low, r.lift_high]},
+            "log_lift": {"mean": study.log_lift, "sd": study.se},
             "units": r.units,
             "verdict": r.verdict,
             "weight": round(w, 4),
         }
-        for r, w in zip(rows, pooled.weights, strict=True)
+        for r, study, w in zip(rows, studies, pooled.weights, strict=True)
     ]
     answer["pooled"] = {
         "lift": {"mean": pooled.lift, "ci": [pooled.low, pooled.high]},
+        "log_lift": {"mean": pooled.log_lift, "sd": pooled.se},
         "experiments": len(rows),
         "units": int(sum(r.units or 0 for r in rows)),
         "prob_better": pooled.prob_positive,
     }
     answer["spread"] = {"tau": pooled.tau, "i_squared": pooled.i_squared, "q": pooled.q}
     return answer
+
+
+def _study(learning: Learning) -> Study:
+    """A learning's θ: as stored, or (published before it was) read from its interval."""
+    name = learning.experiment_key or str(learning.id)
+    if learning.log_lift_mean is not None and (learning.log_lift_sd or 0) > 0:
+        return Study(name, learning.log_lift_mean, learning.log_lift_sd)
+    return Study.from_interval(name, learning.lift_low, learning.lift_high)
 
 
 def get_learning(*, session: Session, learning_id: int) -> Learning:

@@ -26,6 +26,14 @@ class LearningSchema(Schema):
     baseline_level = fields.String(allow_none=True)
     channel = fields.String(allow_none=True)
     lift = fields.Method("dump_lift", metadata={"type": "object"})
+    log_lift = fields.Method(
+        "dump_log_lift",
+        metadata={
+            "type": "object",
+            "description": "Posterior mean and sd of log(p_level / p_baseline): what evidence "
+            "pools",
+        },
+    )
     prob_better = fields.Float(allow_none=True)
     units = fields.Integer(allow_none=True)
     method = fields.String(allow_none=True)
@@ -42,6 +50,11 @@ class LearningSchema(Schema):
         if learning.lift_mean is None and learning.lift_low is None:
             return None
         return {"mean": learning.lift_mean, "ci": [learning.lift_low, learning.lift_high]}
+
+    def dump_log_lift(self, learning):
+        if learning.log_lift_mean is None:
+            return None
+        return {"mean": learning.log_lift_mean, "sd": learning.log_lift_sd}
 
 
 class PublishSchema(Schema):

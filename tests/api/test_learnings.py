@@ -263,18 +263,19 @@ def test_evidence_pools_a_factor_level_across_experiments(client, keys):
     renewal(client, keys, "renewal-b", push_every=5)
     for key in ("renewal-a", "renewal-b"):
         publish(client, keys, key)
-    response = client.get(
-        "/v1/learnings/evidence",
-        query_string={"segment": "all", "metric": "renewed", "factor": "channel", "level": "push"},
-        headers=keys["read"],
-    )
+    levels = {"segment": "all", "metric": "renewed", "factor": "channel", "level": "push"}
+    response = client.get("/v1/learnings/evidence", query_string=levels, headers=keys["read"])
     assert response.status_code == 200, response.json
     answer = response.json
     assert [e["experiment"] for e in answer["experiments"]] == ["renewal-a", "renewal-b"]
-    studies = [
-        Study(e["experiment"], e["lift"]["mean"], *e["lift"]["ci"]) for e in answer["experiments"]
-    ]
+    # Pooled on each learning's posterior mean and sd of log(p_push / p_email), as stored.
+    stored = {x["experiment"]: x["log_lift"] for x in query(client, keys, **levels)}
+    studies = [Study(key, stored[key]["mean"], stored[key]["sd"]) for key in stored]
+    assert [e["log_lift"] for e in answer["experiments"]] == [stored[k] for k in sorted(stored)]
     expected = random_effects(studies)
+    assert answer["pooled"]["log_lift"] == pytest.approx(
+        {"mean": expected.log_lift, "sd": expected.se}
+    )
     assert answer["pooled"]["lift"]["mean"] == pytest.approx(expected.lift)
     assert answer["pooled"]["lift"]["ci"] == pytest.approx([expected.low, expected.high])
     assert answer["spread"]["tau"] == pytest.approx(expected.tau)
