@@ -1,12 +1,13 @@
 """Evidence within and across experiments: verdicts, and the random-effects meta-analysis.
 
-The meta-analysis reads each comparison on the log rate ratio θ = log(p_level / p_baseline),
-through its posterior mean and sd (analysis/contrasts.py). A learning's lift interval is
-reported as the results show it, but its mean, the posterior mean of p_level / p_baseline − 1,
-is no summary to pool: a ratio's mean sits above its median, so log(1 + mean) is biased
-upward, and 8 pooled A/A experiments came out +2.8% at a 2% base rate, +8.6% at 1%, the
-interval excluding 0 upward 5.7% of the time against 0.7% downward (issue 13; simulated again
-in bench/bench_registry.py).
+Both read each comparison on the log rate ratio θ = log(p_level / p_baseline), through its
+posterior mean and sd (analysis/contrasts.py). A learning's lift interval is reported as the
+results show it, but its mean, the posterior mean of p_level / p_baseline − 1, is no summary to
+pool: a ratio's mean sits above its median, so log(1 + mean) is biased upward, and 8 pooled A/A
+experiments came out +2.8% at a 2% base rate, +8.6% at 1%, the interval excluding 0 upward
+5.7% of the time against 0.7% downward (issue 13; simulated again in bench/bench_registry.py).
+
+A verdict's win or loss must be a discovery of its publication (analysis/discovery.py).
 
 The pooled effect of a factor level is the DerSimonian-Laird random-effects mean of the θs:
 experiments differ (audiences, seasons, copy), so besides each one's sampling error there is a
@@ -16,6 +17,8 @@ spread τ between them, estimated from Cochran's Q and added to every variance b
 import math
 from dataclasses import dataclass
 
+from analysis.discovery import FALSE_DISCOVERY_RATE
+
 Z = 1.959963984540054
 WIN_PROBABILITY = 0.95
 FLAT_MARGIN = 0.02
@@ -24,24 +27,36 @@ FLAT_MARGIN = 0.02
 @dataclass(frozen=True)
 class Thresholds:
     """A learning is `flat` when its whole 95% interval lies within ±flat_margin (judged
-    first: a precisely measured +1% is negligible, not a win), else a `win` when P(better) ≥
-    win_probability, a `loss` when P(better) ≤ 1 − win_probability, and `inconclusive`
-    otherwise."""
+    first: a precisely measured +1% is negligible, not a win). Otherwise it is a `win` when
+    P(better) ≥ win_probability and it is a discovery of its publication at
+    `false_discovery_rate` (analysis/discovery.py: valid under daily looks and across all the
+    publication's comparisons), a `loss` likewise when P(better) ≤ 1 − win_probability, and
+    `inconclusive` otherwise."""
 
     win_probability: float = WIN_PROBABILITY
     flat_margin: float = FLAT_MARGIN
+    false_discovery_rate: float = FALSE_DISCOVERY_RATE
 
     def __post_init__(self):
         if not 0.5 < self.win_probability < 1 or not 0 < self.flat_margin < 1:
             raise ValueError("Need 0.5 < win_probability < 1 and 0 < flat_margin < 1.")
+        if not 0 < self.false_discovery_rate < 1:
+            raise ValueError("Need 0 < false_discovery_rate < 1.")
 
 
-def verdict(prob_better: float, low: float, high: float, thresholds: Thresholds = Thresholds()):
+def verdict(
+    prob_better: float,
+    low: float,
+    high: float,
+    thresholds: Thresholds = Thresholds(),
+    *,
+    discovered: bool,
+) -> str:
     if -thresholds.flat_margin <= low and high <= thresholds.flat_margin:
         return "flat"
-    if prob_better >= thresholds.win_probability:
+    if discovered and prob_better >= thresholds.win_probability:
         return "win"
-    if prob_better <= 1 - thresholds.win_probability:
+    if discovered and prob_better <= 1 - thresholds.win_probability:
         return "loss"
     return "inconclusive"
 

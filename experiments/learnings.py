@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from analysis.contrasts import group_contrast, rate_draws, variant_log_ratios
+from analysis.discovery import always_valid_p, discoveries
 from analysis.evidence import Study, Thresholds, interval_log_lift, random_effects, verdict
 from analysis.models import factorial_problem
 from experiments.errors import Conflict, InvalidSpec, NotFound
@@ -61,6 +62,9 @@ EXPORT_FIELDS = (
     "prob_better",
     "units",
     "method",
+    "always_valid_p",
+    "comparisons",
+    "false_discovery_rate",
     "verdict",
     "summary",
     "hypothesis",
@@ -122,7 +126,24 @@ def publish(
         else:
             comparisons = _from_conjugate(session, experiment, metric)
         found += [(metric, f) for f in comparisons]
-    rows = [_learning(experiment, metric, thresholds, tags, now, **f) for metric, f in found]
+    # Every comparison of the publication is tested at once: wins and losses are its
+    # discoveries (analysis/discovery.py), valid across all of them and at any look.
+    p_values = [_always_valid_p(f["log_lift"]) for _, f in found]
+    discovered = discoveries(p_values, thresholds.false_discovery_rate)
+    rows = [
+        _learning(
+            experiment,
+            metric,
+            thresholds,
+            tags,
+            now,
+            discovered=bool(d),
+            p_value=p,
+            comparisons=len(found),
+            **f,
+        )
+        for (metric, f), p, d in zip(found, p_values, discovered, strict=True)
+    ]
     session.execute(
         delete(Learning).where(
             Learning.experiment_id == experiment.id, Learning.source == "published"
@@ -387,13 +408,27 @@ def _from_hierarchical_job(experiment: Experiment, metric: Metric, job: Analysis
     return found
 
 
-def _learning(experiment, metric, thresholds, tags, now, **found) -> Learning:
+def _learning(
+    experiment, metric, thresholds, tags, now, *, discovered, p_value, comparisons, **found
+) -> Learning:
+    """A learning of the publication; `p_value` is its always-valid p-value (None without a
+    log-lift), `discovered` whether the publication's e-BH chose it."""
     mean, low, high = found.pop("lift")
     log_mean, log_sd = found.pop("log_lift")
+    notes = [found.pop("notes")] if found.get("notes") else []
+    found.pop("notes", None)
     prob = found["prob_better"]
-    judged = (
-        verdict(prob, low, high, thresholds) if None not in (prob, low, high) else "inconclusive"
-    )
+    judged = "inconclusive"
+    if None not in (prob, low, high):
+        judged = verdict(prob, low, high, thresholds, discovered=discovered)
+        if judged == "inconclusive" and max(prob, 1 - prob) >= thresholds.win_probability:
+            p = "none" if p_value is None else f"{p_value:.2g}"
+            notes.append(
+                f"P(better) {prob:.3f}, but not a discovery among the publication's "
+                f"{comparisons} comparisons at a {thresholds.false_discovery_rate:.0%} "
+                f"false-discovery rate (always-valid p {p}): with daily looks and this many "
+                "comparisons, chance alone gets there."
+            )
     learning = Learning(
         source="published",
         experiment_id=experiment.id,
@@ -404,8 +439,12 @@ def _learning(experiment, metric, thresholds, tags, now, **found) -> Learning:
         lift_high=high,
         log_lift_mean=log_mean,
         log_lift_sd=log_sd,
+        always_valid_p=p_value,
+        comparisons=comparisons,
+        false_discovery_rate=thresholds.false_discovery_rate,
         verdict=judged,
         hypothesis=experiment.hypothesis or "",
+        notes="\n".join(notes),
         tags=list(tags),
         created_at=now,
         updated_at=now,
@@ -413,6 +452,13 @@ def _learning(experiment, metric, thresholds, tags, now, **found) -> Learning:
     )
     learning.summary = summary_sentence(learning)
     return learning
+
+
+def _always_valid_p(log_lift: tuple) -> float | None:
+    mean, sd = log_lift
+    if mean is None or sd is None or not sd > 0:
+        return None
+    return always_valid_p(mean, sd)
 
 
 def _interval_log_lift(low, high) -> tuple:

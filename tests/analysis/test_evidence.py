@@ -76,14 +76,22 @@ def test_a_study_read_from_an_interval_is_its_centre_on_the_log_scale():
     ],
 )
 def test_verdict_thresholds(prob, low, high, expected):
-    assert verdict(prob, low, high) == expected
+    assert verdict(prob, low, high, discovered=True) == expected
+
+
+@pytest.mark.parametrize(("prob", "low", "high"), [(0.999, 0.05, 0.2), (0.001, -0.2, -0.05)])
+def test_a_win_or_a_loss_must_be_a_discovery(prob, low, high):
+    assert verdict(prob, low, high, discovered=False) == "inconclusive"
 
 
 def test_thresholds_can_be_stricter_and_are_checked():
-    assert verdict(0.97, 0.01, 0.2, Thresholds(win_probability=0.99)) == "inconclusive"
-    assert verdict(0.6, -0.04, 0.04, Thresholds(flat_margin=0.05)) == "flat"
+    strict = Thresholds(win_probability=0.99)
+    assert verdict(0.97, 0.01, 0.2, strict, discovered=True) == "inconclusive"
+    assert verdict(0.6, -0.04, 0.04, Thresholds(flat_margin=0.05), discovered=True) == "flat"
     with pytest.raises(ValueError):
         Thresholds(win_probability=0.4)
+    with pytest.raises(ValueError):
+        Thresholds(false_discovery_rate=0)
     with pytest.raises(ValueError):
         random_effects([])
 
