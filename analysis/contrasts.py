@@ -2,12 +2,12 @@
 
 Each arm's rate is estimated the way the results estimate it (experiments/results.py): from
 pooled counts where every cell (period × segment) assigned with the same weights, else within
-each cell and standardised to the cells' shares of all units (analysis/stratified.py), from
-the same seeded draws. A variant's learning is its row of the results. A factor level's
-compares the mean rate of the variants with the level with the mean rate of their twins (the
-same variants at the baseline level), each pair counted once, as the factorial model defines
-it. Pooling each side's counts instead weighs every variant and every period by the units a
-bandit happened to give it: a side fed in good weeks or good segments looks better than it is.
+each cell and standardised to the cells' shares of all units (analysis/stratified.py). A
+variant's learning is its row of the results. A factor level's compares the mean rate of the
+variants with the level with the mean rate of their twins (the same variants at the baseline
+level), each pair counted once, as the factorial model defines it. Pooling each side's counts
+instead weighs every variant and every period by the units a bandit happened to give it: a
+side fed in good weeks or good segments looks better than it is.
 
 Every comparison also carries the posterior mean and sd of the log rate ratio
 log(p_level / p_baseline): the scale on which evidence is pooled across experiments and judged
@@ -21,9 +21,12 @@ import numpy as np
 from scipy import special
 
 from analysis.stratified import stratified_draws
-from analysis.summary import INTERVAL, STRATIFIED_DRAWS, Interval, Prior
+from analysis.summary import INTERVAL, Interval, Prior
 
 FLAT_PRIOR = Prior()
+# Enough for a log-ratio's mean and sd within 1% of its sd, an interval's ends within 3%: a
+# bandit's `all` holds every period × segment cell, and each cell draws for every arm.
+DRAWS = 10_000
 # A rate indistinguishable from zero in more than this share of draws has no ratio (as the
 # results decide for a control under a bandit).
 VANISHING_SHARE = 0.001
@@ -54,11 +57,11 @@ def rate_draws(
     stratify: bool,
     prior: Prior = FLAT_PRIOR,
     rng: np.random.Generator,
-    draws: int = STRATIFIED_DRAWS,
+    draws: int = DRAWS,
 ) -> np.ndarray:
     """Posterior draws (draws × arms) of each arm's rate. units, conversions: (cells, arms).
-    Stratified: the cell-weighted mixture the results use (the same draws for the same seed);
-    else Beta(prior + conversions, prior + failures) of the pooled counts."""
+    Stratified: the cell-weighted mixture the results use (analysis/stratified.py); else
+    Beta(prior + conversions, prior + failures) of the pooled counts."""
     units = np.atleast_2d(np.asarray(units, dtype=float))
     conversions = np.atleast_2d(np.asarray(conversions, dtype=float))
     if stratify and np.count_nonzero(units.sum(axis=1)) > 1:
@@ -79,8 +82,8 @@ def variant_log_ratios(
     rng: np.random.Generator,
 ) -> list[LogRatio | None]:
     """Each arm's log(p / p_control) (None for the control): exact for the pooled Beta
-    posteriors (log p has mean ψ(α) − ψ(α + β) and variance ψ′(α) − ψ′(α + β)), else from the
-    stratified draws (`rate_draws`, the results' own for the same seed)."""
+    posteriors (log p has mean ψ(α) − ψ(α + β) and variance ψ′(α) − ψ′(α + β)), else from
+    stratified draws (`rate_draws`)."""
     units = np.atleast_2d(np.asarray(units, dtype=float))
     conversions = np.atleast_2d(np.asarray(conversions, dtype=float))
     arms = range(units.shape[1])

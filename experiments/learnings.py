@@ -238,13 +238,12 @@ def _from_conjugate(
         c = stratum.conversions[:, : layout.variants].sum(axis=0)
         if n.sum() == 0:
             continue
-        summaries = stratum.analysed.summaries
         rng = np.random.default_rng(stratum.seed)
         if factorial:
             draws = rate_draws(
                 stratum.units,
                 stratum.conversions,
-                stratify=stratum.analysed.stratified,
+                stratify=stratum.stratified,
                 prior=stratum.prior,
                 rng=rng,
             )
@@ -266,16 +265,17 @@ def _from_conjugate(
                         contrast.prob_better,
                         contrast.log_ratio,
                         units=(n[without].sum(), n[with_level].sum()),
-                        baseline_rate=np.mean([summaries[j].rate.mean for j in without]),
+                        baseline_rate=_mean_rate(stratum, draws, without),
                         notes=notes,
                     )
                 )
             continue
+        summaries = stratum.analysed.summaries
         log_ratios = variant_log_ratios(
             stratum.units,
             stratum.conversions,
             control=control,
-            stratify=stratum.analysed.stratified,
+            stratify=stratum.stratified,
             prior=stratum.prior,
             rng=rng,
         )
@@ -298,6 +298,14 @@ def _from_conjugate(
                 )
             )
     return found
+
+
+def _mean_rate(stratum, draws: np.ndarray, arms: list[int]) -> float:
+    """The arms' mean posterior rate: the results' exact means where they are pooled (cheap,
+    and the same in every segment that holds the same cells), else the draws'."""
+    if stratum.stratified:
+        return float(draws[:, arms].mean())
+    return float(np.mean([stratum.analysed.summaries[j].rate.mean for j in arms]))
 
 
 def _level_pairs(factors: list[dict], control: int):

@@ -13,6 +13,7 @@ each guardrail's P(worse than control by more than its margin), and a recommenda
 
 import zlib
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 from sqlalchemy import select
@@ -163,14 +164,22 @@ def guardrail_checks(
 
 @dataclass
 class SegmentStrata:
-    """One segment's (or all's) cells of a metric, as the results compare them."""
+    """One segment's (or all's) cells of a metric, as the results compare them; `analysed`,
+    the results' summaries, is computed when first read (under a bandit, it samples)."""
 
     segment: str
     units: np.ndarray  # (cells, arms): periods, or period × segment for `all`
     conversions: np.ndarray
+    stratified: bool  # compared within cells: a bandit's weights differed between them
     prior: Prior  # of the pooled comparison
     seed: int  # of the stratified comparison's draws
-    analysed: "Analysed"
+    layout: Layout
+    metric: Metric
+    cells: MetricCells
+
+    @cached_property
+    def analysed(self) -> "Analysed":
+        return _analyse(self.layout, self.metric, self.cells, self.segment)
 
 
 def metric_strata(
@@ -185,15 +194,18 @@ def metric_strata(
     cells = _load(session, experiment, layout, {metric.key})[metric.key]
     found = []
     for name in [ALL_SEGMENT, *layout.segments]:
-        units, conversions, *_ = _cell_view(layout, cells, name)
+        units, conversions, _, _, weights = _cell_view(layout, cells, name)
         found.append(
             SegmentStrata(
                 segment=name,
                 units=units,
                 conversions=np.minimum(conversions, units),
+                stratified=_needs_strata(units, weights),
                 prior=_prior(layout, metric, name),
                 seed=_seed(name, metric.key),
-                analysed=_analyse(layout, metric, cells, name),
+                layout=layout,
+                metric=metric,
+                cells=cells,
             )
         )
     return layout, found
@@ -345,9 +357,7 @@ def _analyse(
     guardrail: Guardrail | None = None,
 ) -> Analysed:
     units, conversions, sums, squares, weights = _cell_view(layout, cells, segment)
-    used = units.sum(axis=1) > 0
-    # Strata are needed only where the allocation differed between cells.
-    stratify = bool(used.sum() > 1 and not np.allclose(weights[used], weights[used][0]))
+    stratify = _needs_strata(units, weights)
     if metric.type == "binary":
         summaries = summarize_binary(
             units,
@@ -373,6 +383,12 @@ def _analyse(
             with_value=conversions,
         )
     return Analysed(segment, int(units.sum()), stratify, summaries)
+
+
+def _needs_strata(units: np.ndarray, weights: np.ndarray) -> bool:
+    """Strata are needed only where the allocation differed between cells with units."""
+    used = units.sum(axis=1) > 0
+    return bool(used.sum() > 1 and not np.allclose(weights[used], weights[used][0]))
 
 
 def _prior(layout: Layout, metric: Metric, segment: str) -> Prior:
