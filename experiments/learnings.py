@@ -118,7 +118,7 @@ def publish(
         job = _latest_job(session, experiment, metric.key)
         unsound = _unsound(job) if job is not None else None
         if unsound is not None:
-            comparisons = _from_conjugate(session, experiment, metric, notes=[unsound])
+            comparisons = _from_conjugate(session, experiment, metric, notes=(unsound,))
         elif job is not None and job.method == "factorial":
             comparisons = _from_factorial_job(experiment, metric, job)
         elif job is not None:
@@ -215,7 +215,7 @@ def _unsound(job: AnalysisJob) -> str | None:
 
 
 def _from_conjugate(
-    session: Session, experiment: Experiment, metric: Metric, notes: list[str] = ()
+    session: Session, experiment: Experiment, metric: Metric, notes: tuple[str, ...] = ()
 ) -> list[dict]:
     """From the results' own comparisons: each segment within its allocation periods, `all`
     within period × segment cells, standardised to their unit shares (see results.py). A
