@@ -2,10 +2,13 @@
 them, and pool the evidence for a factor level across experiments.
 
 Publishing reads the latest results of each binary metric: a finished PyMC job where there is
-one for that metric (factorial: one learning per factor level; hierarchical: per variant),
-else the conjugate results. An experiment whose variants form a factorial design gets one
-learning per (segment, metric, factor, level vs the control's level), from the variants that
-differ only in that factor pooled on each side; any other gets one per variant vs control.
+one for that metric (factorial: one learning per factor level; hierarchical: per variant) and
+its sampler converged, else the conjugate results (a job that did not converge is named in
+the learnings' notes). An experiment whose variants form a factorial design gets one
+learning per (segment, metric, factor, level vs the control's level), any other one per
+variant vs control. The conjugate comparisons are the results' own: within allocation periods
+(and, for `all`, within segments) wherever a bandit's weights differed, standardised to the
+units' shares, never the counts pooled across cells a bandit fed unevenly.
 Republishing replaces the experiment's published learnings in one transaction, keeping the
 tags earlier publications gave them; a unique index keeps one per (experiment, segment, metric,
 factor, level) even under concurrent publishing.
@@ -15,21 +18,32 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from analysis.evidence import Study, Thresholds, random_effects, verdict
+from analysis.contrasts import group_contrast, rate_draws, variant_log_ratios
+from analysis.discovery import always_valid_p, discoveries
+from analysis.evidence import Study, Thresholds, interval_log_lift, random_effects, verdict
 from analysis.models import factorial_problem
-from analysis.summary import summarize_binary
 from experiments.errors import Conflict, InvalidSpec, NotFound
 from experiments.lifecycle import get_experiment
 from experiments.models import AnalysisJob, Experiment, Learning, Metric, utcnow
-from experiments.results import segment_variant_counts
+from experiments.results import metric_strata
 from experiments.spec import ALL_SEGMENT
 
 VARIANT_FACTOR = "variant"
+OWN_DATA_NOTE = (
+    "From this experiment's own data: its results start from the registry's prior, which "
+    "the registry already holds."
+)
 SORTS = ("date", "-date", "lift", "-lift")
+# A PyMC job feeds learnings only if its sampler converged: rank-normalised split R-hat at most
+# 1.01, no divergent transition, and a bulk ESS of at least 400, 100 per chain of the four
+# (Vehtari et al. 2021, "Rank-normalization, folding, and localization").
+MAX_RHAT = 1.01
+MIN_ESS = 400
 EXPORT_FIELDS = (
     "id",
     "source",
@@ -43,9 +57,14 @@ EXPORT_FIELDS = (
     "lift_mean",
     "lift_low",
     "lift_high",
+    "log_lift_mean",
+    "log_lift_sd",
     "prob_better",
     "units",
     "method",
+    "always_valid_p",
+    "comparisons",
+    "false_discovery_rate",
     "verdict",
     "summary",
     "hypothesis",
@@ -92,18 +111,39 @@ def publish(
     now = utcnow()
     tags = _earlier_tags(session, experiment) + list(tags)
     tags = list(dict.fromkeys(tags))  # a union, in order of first appearance
-    rows: list[Learning] = []
+    found: list[tuple[Metric, dict]] = []
     for metric in experiment.metrics:
         if metric.type != "binary":
             continue
         job = _latest_job(session, experiment, metric.key)
-        if job is not None and job.method == "factorial":
-            found = _from_factorial_job(experiment, metric, job)
+        unsound = _unsound(job) if job is not None else None
+        if unsound is not None:
+            comparisons = _from_conjugate(session, experiment, metric, notes=(unsound,))
+        elif job is not None and job.method == "factorial":
+            comparisons = _from_factorial_job(experiment, metric, job)
         elif job is not None:
-            found = _from_hierarchical_job(experiment, metric, job)
+            comparisons = _from_hierarchical_job(experiment, metric, job)
         else:
-            found = _from_conjugate(session, experiment, metric)
-        rows += [_learning(experiment, metric, thresholds, tags, now, **f) for f in found]
+            comparisons = _from_conjugate(session, experiment, metric)
+        found += [(metric, f) for f in comparisons]
+    # Every comparison of the publication is tested at once: wins and losses are its
+    # discoveries (analysis/discovery.py), valid across all of them and at any look.
+    p_values = [_always_valid_p(f["log_lift"]) for _, f in found]
+    discovered = discoveries(p_values, thresholds.false_discovery_rate)
+    rows = [
+        _learning(
+            experiment,
+            metric,
+            thresholds,
+            tags,
+            now,
+            discovered=bool(d),
+            p_value=p,
+            comparisons=len(found),
+            **f,
+        )
+        for (metric, f), p, d in zip(found, p_values, discovered, strict=True)
+    ]
     session.execute(
         delete(Learning).where(
             Learning.experiment_id == experiment.id, Learning.source == "published"
@@ -149,53 +189,123 @@ def _latest_job(session: Session, experiment: Experiment, metric: str) -> Analys
     ).scalar_one_or_none()
 
 
-def _from_conjugate(session: Session, experiment: Experiment, metric: Metric) -> list[dict]:
-    segments, variants, units, conversions = segment_variant_counts(session, experiment, metric.key)
+def _unsound(job: AnalysisJob) -> str | None:
+    """Why a finished PyMC job must not feed learnings (its sampler did not converge), or
+    None. Its numbers are then not the posterior the model defines: the conjugate results
+    stand in, and the learning says so."""
+    diagnostics = (job.result or {}).get("diagnostics") or {}
+    rhat = diagnostics.get("max_rhat")
+    divergences = diagnostics.get("divergences")
+    ess = diagnostics.get("min_ess")
+    sound = (
+        diagnostics.get("converged") is True
+        and rhat is not None
+        and rhat <= MAX_RHAT
+        and divergences == 0
+        and ess is not None
+        and ess >= MIN_ESS
+    )
+    if sound:
+        return None
+    return (
+        f"The {job.method} PyMC job {job.id} did not converge (max R-hat {rhat}, "
+        f"{divergences} divergences, bulk ESS {ess}; needed R-hat ≤ {MAX_RHAT}, no divergence, "
+        f"ESS ≥ {MIN_ESS}): these are the conjugate results."
+    )
+
+
+def _from_conjugate(
+    session: Session, experiment: Experiment, metric: Metric, notes: tuple[str, ...] = ()
+) -> list[dict]:
+    """From the results' own comparisons: each segment within its allocation periods, `all`
+    within period × segment cells, standardised to their unit shares (see results.py). A
+    variant's learning is its row of the results; a factor level's compares the mean rate of
+    the variants with the level with that of their twins, on the same per-arm estimates
+    (analysis/contrasts.py). An experiment that started from the registry's prior is read
+    from its own data: the registry already holds what that prior knew."""
+    learned = bool(experiment.priors) and experiment.prior == "learnings"
+    layout, strata = metric_strata(
+        session=session, experiment=experiment, metric=metric, own_data_only=learned
+    )
+    variants = layout.arms[: layout.variants]
+    control = layout.control
     factors = [dict(v.factors) for v in experiment.variants]
-    control = variants.index(experiment.control)
     factorial = factorial_problem(factors, control) is None
-    names = [ALL_SEGMENT, *segments]
+    notes = [*notes, OWN_DATA_NOTE] if learned else list(notes)
     found = []
-    for name, n, c in zip(
-        names,
-        [units.sum(axis=0), *units],
-        [conversions.sum(axis=0), *conversions],
-        strict=True,
-    ):
+    for stratum in strata:
+        n = stratum.units[:, : layout.variants].sum(axis=0)
+        c = stratum.conversions[:, : layout.variants].sum(axis=0)
         if n.sum() == 0:
             continue
+        rng = np.random.default_rng(stratum.seed)
         if factorial:
-            for factor, level, base, with_level, without in _level_pairs(factors, control):
-                groups_n = [n[without].sum(), n[with_level].sum()]
-                groups_c = [c[without].sum(), c[with_level].sum()]
-                _, arm = summarize_binary(
-                    groups_n, groups_c, control=0, higher_is_better=metric.higher_is_better
-                )
-                found.append(
-                    _found(name, factor, level, base, arm, groups_n, groups_c, "beta-binomial")
-                )
-        else:
-            summaries = summarize_binary(
-                n, c, control=control, higher_is_better=metric.higher_is_better
+            draws = rate_draws(
+                stratum.units,
+                stratum.conversions,
+                stratify=stratum.stratified,
+                prior=stratum.prior,
+                rng=rng,
             )
-            for i, arm in enumerate(summaries):
-                if i == control:
-                    continue
-                pair_n, pair_c = [n[control], n[i]], [c[control], c[i]]
+            for factor, level, base, with_level, without in _level_pairs(factors, control):
+                contrast = group_contrast(
+                    draws,
+                    with_level,
+                    without,
+                    baseline_conversions=float(c[without].sum()),
+                    higher_is_better=metric.higher_is_better,
+                )
                 found.append(
                     _found(
-                        name,
-                        VARIANT_FACTOR,
-                        variants[i],
-                        variants[control],
-                        arm,
-                        pair_n,
-                        pair_c,
-                        "beta-binomial",
-                        channel=factors[i].get("channel"),
+                        stratum.segment,
+                        factor,
+                        level,
+                        base,
+                        contrast.lift,
+                        contrast.prob_better,
+                        contrast.log_ratio,
+                        units=(n[without].sum(), n[with_level].sum()),
+                        baseline_rate=_mean_rate(stratum, draws, without),
+                        notes=notes,
                     )
                 )
+            continue
+        summaries = stratum.analysed.summaries
+        log_ratios = variant_log_ratios(
+            stratum.units,
+            stratum.conversions,
+            control=control,
+            stratify=stratum.stratified,
+            prior=stratum.prior,
+            rng=rng,
+        )
+        for i in range(layout.variants):
+            if i == control:
+                continue
+            found.append(
+                _found(
+                    stratum.segment,
+                    VARIANT_FACTOR,
+                    variants[i],
+                    variants[control],
+                    summaries[i].lift,
+                    summaries[i].prob_beat_control,
+                    log_ratios[i] if summaries[i].lift is not None else None,
+                    units=(n[control], n[i]),
+                    baseline_rate=summaries[control].rate.mean,
+                    channel=factors[i].get("channel"),
+                    notes=notes,
+                )
+            )
     return found
+
+
+def _mean_rate(stratum, draws: np.ndarray, arms: list[int]) -> float:
+    """The arms' mean posterior rate: the results' exact means where they are pooled (cheap,
+    and the same in every segment that holds the same cells), else the draws'."""
+    if stratum.stratified:
+        return float(draws[:, arms].mean())
+    return float(np.mean([stratum.analysed.summaries[j].rate.mean for j in arms]))
 
 
 def _level_pairs(factors: list[dict], control: int):
@@ -214,20 +324,35 @@ def _level_pairs(factors: list[dict], control: int):
                 yield factor, level, baseline[factor], with_level, without
 
 
-def _found(segment, factor, level, base, arm, groups_n, groups_c, method, channel=None) -> dict:
-    lift = arm.lift
+def _found(
+    segment,
+    factor,
+    level,
+    base,
+    lift,
+    prob,
+    log_ratio,
+    *,
+    units,
+    baseline_rate,
+    notes,
+    channel=None,
+) -> dict:
+    """A conjugate comparison; units = (the baseline side's, the level's)."""
     return {
         "segment": segment,
         "factor": factor,
         "level": level,
         "baseline_level": base,
         "lift": (lift.mean, lift.low, lift.high) if lift is not None else (None, None, None),
-        "prob_better": arm.prob_beat_control,
-        "units": int(sum(groups_n)),
-        "level_units": int(groups_n[1]),
-        "baseline_rate": float((groups_c[0] + 1) / (groups_n[0] + 2)),
-        "method": method,
+        "log_lift": (log_ratio.mean, log_ratio.sd) if log_ratio is not None else (None, None),
+        "prob_better": prob,
+        "units": int(sum(units)),
+        "level_units": int(units[1]),
+        "baseline_rate": float(baseline_rate),
+        "method": "beta-binomial",
         "channel": channel if channel is not None else (level if factor == "channel" else None),
+        "notes": "\n".join(notes),
     }
 
 
@@ -248,6 +373,7 @@ def _from_factorial_job(experiment: Experiment, metric: Metric, job: AnalysisJob
                     "level": effect["level"],
                     "baseline_level": effect["baseline_level"],
                     "lift": (lift["mean"], lift["ci"][0], lift["ci"][1]),
+                    "log_lift": _interval_log_lift(*lift["ci"]),
                     "prob_better": prob,
                     "units": block.get("units"),
                     "level_units": None,
@@ -278,6 +404,7 @@ def _from_hierarchical_job(experiment: Experiment, metric: Metric, job: Analysis
                     "level": row["variant"],
                     "baseline_level": control["variant"],
                     "lift": (row["lift"]["mean"], row["lift"]["ci"][0], row["lift"]["ci"][1]),
+                    "log_lift": _interval_log_lift(*row["lift"]["ci"]),
                     "prob_better": prob,
                     "units": row["units"] + control["units"],
                     "level_units": row["units"],
@@ -289,12 +416,27 @@ def _from_hierarchical_job(experiment: Experiment, metric: Metric, job: Analysis
     return found
 
 
-def _learning(experiment, metric, thresholds, tags, now, **found) -> Learning:
+def _learning(
+    experiment, metric, thresholds, tags, now, *, discovered, p_value, comparisons, **found
+) -> Learning:
+    """A learning of the publication; `p_value` is its always-valid p-value (None without a
+    log-lift), `discovered` whether the publication's e-BH chose it."""
     mean, low, high = found.pop("lift")
+    log_mean, log_sd = found.pop("log_lift")
+    notes = [found.pop("notes")] if found.get("notes") else []
+    found.pop("notes", None)
     prob = found["prob_better"]
-    judged = (
-        verdict(prob, low, high, thresholds) if None not in (prob, low, high) else "inconclusive"
-    )
+    judged = "inconclusive"
+    if None not in (prob, low, high):
+        judged = verdict(prob, low, high, thresholds, discovered=discovered)
+        if judged == "inconclusive" and max(prob, 1 - prob) >= thresholds.win_probability:
+            p = "none" if p_value is None else f"{p_value:.2g}"
+            notes.append(
+                f"P(better) {prob:.3f}, but not a discovery among the publication's "
+                f"{comparisons} comparisons at a {thresholds.false_discovery_rate:.0%} "
+                f"false-discovery rate (always-valid p {p}): with daily looks and this many "
+                "comparisons, chance alone gets there."
+            )
     learning = Learning(
         source="published",
         experiment_id=experiment.id,
@@ -303,8 +445,14 @@ def _learning(experiment, metric, thresholds, tags, now, **found) -> Learning:
         lift_mean=mean,
         lift_low=low,
         lift_high=high,
+        log_lift_mean=log_mean,
+        log_lift_sd=log_sd,
+        always_valid_p=p_value,
+        comparisons=comparisons,
+        false_discovery_rate=thresholds.false_discovery_rate,
         verdict=judged,
         hypothesis=experiment.hypothesis or "",
+        notes="\n".join(notes),
         tags=list(tags),
         created_at=now,
         updated_at=now,
@@ -312,6 +460,19 @@ def _learning(experiment, metric, thresholds, tags, now, **found) -> Learning:
     )
     learning.summary = summary_sentence(learning)
     return learning
+
+
+def _always_valid_p(log_lift: tuple) -> float | None:
+    mean, sd = log_lift
+    if mean is None or sd is None or not sd > 0:
+        return None
+    return always_valid_p(mean, sd)
+
+
+def _interval_log_lift(low, high) -> tuple:
+    if low is None or high is None or not -1 < low < high:
+        return None, None
+    return interval_log_lift(low, high)
 
 
 def summary_sentence(learning: Learning) -> str:
@@ -460,8 +621,9 @@ def evidence(
     level: str,
     baseline_level: str | None = None,
 ) -> dict:
-    """The pooled effect of a factor level across experiments (random effects), optionally
-    only against one baseline level."""
+    """The pooled effect of a factor level across experiments (random effects on each
+    learning's posterior mean and sd of θ = log(p_level / p_baseline)), optionally only
+    against one baseline level."""
     conditions = [
         Learning.source == "published",
         Learning.segment == segment,
@@ -489,32 +651,42 @@ def evidence(
         "experiments": [],
         "pooled": None,
         "spread": None,
-        "method": "random effects (DerSimonian-Laird) on log(1 + lift)",
+        "method": "random effects (DerSimonian-Laird) on θ = log(p_level / p_baseline), from "
+        "each learning's posterior mean and sd of θ; the pooled lift is exp(θ) − 1",
     }
     if not rows:
         answer["note"] = "No published learning matches: there is no evidence to pool yet."
         return answer
-    pooled = random_effects(
-        [Study(r.experiment_key or str(r.id), r.lift_mean, r.lift_low, r.lift_high) for r in rows]
-    )
+    studies = [_study(r) for r in rows]
+    pooled = random_effects(studies)
     answer["experiments"] = [
         {
             "experiment": r.experiment_key,
             "lift": {"mean": r.lift_mean, "ci": [r.lift_low, r.lift_high]},
+            "log_lift": {"mean": study.log_lift, "sd": study.se},
             "units": r.units,
             "verdict": r.verdict,
             "weight": round(w, 4),
         }
-        for r, w in zip(rows, pooled.weights, strict=True)
+        for r, study, w in zip(rows, studies, pooled.weights, strict=True)
     ]
     answer["pooled"] = {
         "lift": {"mean": pooled.lift, "ci": [pooled.low, pooled.high]},
+        "log_lift": {"mean": pooled.log_lift, "sd": pooled.se},
         "experiments": len(rows),
         "units": int(sum(r.units or 0 for r in rows)),
         "prob_better": pooled.prob_positive,
     }
     answer["spread"] = {"tau": pooled.tau, "i_squared": pooled.i_squared, "q": pooled.q}
     return answer
+
+
+def _study(learning: Learning) -> Study:
+    """A learning's θ: as stored, or (published before it was) read from its interval."""
+    name = learning.experiment_key or str(learning.id)
+    if learning.log_lift_mean is not None and (learning.log_lift_sd or 0) > 0:
+        return Study(name, learning.log_lift_mean, learning.log_lift_sd)
+    return Study.from_interval(name, learning.lift_low, learning.lift_high)
 
 
 def get_learning(*, session: Session, learning_id: int) -> Learning:

@@ -287,6 +287,14 @@ class Learning(SQLModel, table=True):
     # The baseline's rate and the units behind the level (for priors and weighting).
     baseline_rate: float | None = Field(default=None)
     level_units: int | None = Field(default=None)
+    # θ = log(p_level / p_baseline): its posterior mean and sd, the scale evidence pools on.
+    log_lift_mean: float | None = Field(default=None)
+    log_lift_sd: float | None = Field(default=None)
+    # Published ones: the always-valid p-value of "no effect", how many comparisons the
+    # publication made, and the false-discovery rate its wins and losses were chosen at.
+    always_valid_p: float | None = Field(default=None)
+    comparisons: int | None = Field(default=None)
+    false_discovery_rate: float | None = Field(default=None)
     tags: list = json_field(default_factory=list)
     links: list = json_field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)

@@ -13,7 +13,8 @@ and a recommendation.
 """
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 from sqlalchemy import select
@@ -190,6 +191,55 @@ def guardrail_checks(
     return checks
 
 
+@dataclass
+class SegmentStrata:
+    """One segment's (or all's) cells of a metric, as the results compare them; `analysed`,
+    the results' summaries, is computed when first read (under a bandit, it samples)."""
+
+    segment: str
+    units: np.ndarray  # (cells, arms): periods, or period × segment for `all`
+    conversions: np.ndarray
+    stratified: bool  # compared within cells: a bandit's weights differed between them
+    prior: Prior  # of the pooled comparison
+    seed: int  # of the stratified comparison's draws
+    layout: Layout
+    metric: Metric
+    cells: MetricCells
+
+    @cached_property
+    def analysed(self) -> "Analysed":
+        return _analyse(self.layout, self.metric, self.cells, self.segment)
+
+
+def metric_strata(
+    *, session: Session, experiment: Experiment, metric: Metric, own_data_only: bool = False
+) -> tuple[Layout, list[SegmentStrata]]:
+    """`all` and each segment of a metric, with the cells and the summaries the results answer
+    shows: what a published learning reads. With `own_data_only`, from the default prior
+    rather than the one the experiment learned from the registry."""
+    layout = _layout(session, experiment)
+    if own_data_only:
+        layout = replace(layout, priors=None)
+    cells = _load(session, experiment, layout, {metric.key})[metric.key]
+    found = []
+    for name in [ALL_SEGMENT, *layout.segments]:
+        units, conversions, _, _, weights = _cell_view(layout, cells, name)
+        found.append(
+            SegmentStrata(
+                segment=name,
+                units=units,
+                conversions=np.minimum(conversions, units),
+                stratified=_needs_strata(units, weights),
+                prior=_prior(layout, metric, name),
+                seed=_seed(name, metric.key),
+                layout=layout,
+                metric=metric,
+                cells=cells,
+            )
+        )
+    return layout, found
+
+
 def segment_variant_counts(
     session: Session, experiment: Experiment, metric: str
 ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
@@ -336,9 +386,7 @@ def _analyse(
     guardrail: Guardrail | None = None,
 ) -> Analysed:
     units, conversions, sums, squares, weights = _cell_view(layout, cells, segment)
-    used = units.sum(axis=1) > 0
-    # Strata are needed only where the allocation differed between cells.
-    stratify = bool(used.sum() > 1 and not np.allclose(weights[used], weights[used][0]))
+    stratify = _needs_strata(units, weights)
     if metric.type == "binary":
         summaries = summarize_binary(
             units,
@@ -364,6 +412,12 @@ def _analyse(
             with_value=conversions,
         )
     return Analysed(segment, int(units.sum()), stratify, summaries)
+
+
+def _needs_strata(units: np.ndarray, weights: np.ndarray) -> bool:
+    """Strata are needed only where the allocation differed between cells with units."""
+    used = units.sum(axis=1) > 0
+    return bool(used.sum() > 1 and not np.allclose(weights[used], weights[used][0]))
 
 
 def _prior(layout: Layout, metric: Metric, segment: str) -> Prior:

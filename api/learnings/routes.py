@@ -33,7 +33,11 @@ class PublishLearnings(MethodView):
     def post(self, body, key):
         """Publish the experiment's learnings from its latest results (replaces earlier ones)"""
         thresholds = Thresholds(
-            **{k: body[k] for k in ("win_probability", "flat_margin") if k in body}
+            **{
+                k: body[k]
+                for k in ("win_probability", "flat_margin", "false_discovery_rate")
+                if k in body
+            }
         )
         return learnings.publish(
             session=get_session(), key=key, thresholds=thresholds, tags=body.get("tags", ())

@@ -26,9 +26,26 @@ class LearningSchema(Schema):
     baseline_level = fields.String(allow_none=True)
     channel = fields.String(allow_none=True)
     lift = fields.Method("dump_lift", metadata={"type": ["object", "null"]})
+    log_lift = fields.Method(
+        "dump_log_lift",
+        metadata={
+            "type": ["object", "null"],
+            "description": "Posterior mean and sd of log(p_level / p_baseline): what evidence "
+            "pools",
+        },
+    )
     prob_better = fields.Float(allow_none=True)
     units = fields.Integer(allow_none=True)
     method = fields.String(allow_none=True)
+    discovery = fields.Method(
+        "dump_discovery",
+        metadata={
+            "type": "object",
+            "description": "Published ones: the always-valid p-value of no effect, the "
+            "publication's number of comparisons, and the false-discovery rate its wins and "
+            "losses were chosen at (the expected share of false ones among them is at most it)",
+        },
+    )
     verdict = fields.String(metadata={"enum": list(VERDICTS)})
     summary = fields.String()
     hypothesis = fields.String()
@@ -43,6 +60,20 @@ class LearningSchema(Schema):
             return None
         return {"mean": learning.lift_mean, "ci": [learning.lift_low, learning.lift_high]}
 
+    def dump_log_lift(self, learning):
+        if learning.log_lift_mean is None:
+            return None
+        return {"mean": learning.log_lift_mean, "sd": learning.log_lift_sd}
+
+    def dump_discovery(self, learning):
+        if learning.false_discovery_rate is None:
+            return None
+        return {
+            "always_valid_p": learning.always_valid_p,
+            "comparisons": learning.comparisons,
+            "false_discovery_rate": learning.false_discovery_rate,
+        }
+
 
 class PublishSchema(Schema):
     win_probability = Number(
@@ -52,6 +83,13 @@ class PublishSchema(Schema):
     flat_margin = Number(
         validate=validate.Range(0, 1, min_inclusive=False, max_inclusive=False),
         metadata={"description": "A 95% interval within ±this is flat (default 0.02)"},
+    )
+    false_discovery_rate = Number(
+        validate=validate.Range(0, 1, min_inclusive=False, max_inclusive=False),
+        metadata={
+            "description": "Wins and losses are the discoveries of all the publication's "
+            "comparisons at this rate, valid under daily looks (default 0.05)"
+        },
     )
     tags = fields.List(
         identifier(64),

@@ -329,7 +329,7 @@ def run_analysis(key):
     return redirect(url_for("pages.analysis", key=key, job_id=job.id))
 
 
-@bp.get("/experiments/<key:key>/analyses/<int:job_id>")
+@bp.get("/experiments/<key:key>/analyses/<id:job_id>")
 def analysis(key, job_id):
     job = overview.job_of_experiment(session=get_session(), key=key, job_id=job_id)
     plots = []
@@ -341,7 +341,7 @@ def analysis(key, job_id):
     return render_template("pages/analysis.html", key=key, job=job, plots=plots)
 
 
-@bp.get("/experiments/<key:key>/analyses/<int:job_id>/status")
+@bp.get("/experiments/<key:key>/analyses/<id:job_id>/status")
 def analysis_status(key, job_id):
     """The job's progress, for the page's script that follows it."""
     job = overview.job_of_experiment(session=get_session(), key=key, job_id=job_id)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.api.test_learnings import publish, renewal
+from tests.api.test_learnings import fill, publish, renewal
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import FACTORIAL, experiment_body
 
@@ -84,3 +84,32 @@ def test_an_unknown_prior_is_refused(client, keys):
     body = experiment_body(FACTORIAL, key="renewal-x", prior="hunch")
     response = client.post("/v1/experiments", json=body, headers=keys["manage"])
     assert response.status_code == 422 and "prior" in response.json["errors"]
+
+
+def test_an_experiment_that_started_from_learnings_publishes_its_own_data(client, keys):
+    """Its results lean on the registry's prior; its learnings must not hand that prior back
+    to the registry as new evidence (nor judge a discovery on it)."""
+    renewal(client, keys, "renewal-a", push_every=3)  # push renews 1 in 3, email 1 in 8
+    publish(client, keys, "renewal-a")
+    body = experiment_body(
+        FACTORIAL,
+        key="renewal-next",
+        allocation="fixed",
+        bandit=None,
+        prior="learnings",
+        prior_units=200,
+    )
+    start(client, keys, body)
+    # Here push and email renew alike, 1 in 8.
+    fill(client, keys, "renewal-next", 1_600, lambda a, i: i % 8 == 0, "renewed", prefix="n-")
+    results = client.get("/v1/experiments/renewal-next/results", headers=keys["read"]).json
+    rows = {r["variant"]: r for r in results["segments"][0]["variants"]}
+    assert rows["timing=morning,tone=friendly,channel=push"]["prob_beat_control"] > 0.99
+    published = publish(client, keys, "renewal-next")
+    (push,) = [
+        x
+        for x in published
+        if (x["segment"], x["metric"], x["factor"]) == ("all", "renewed", "channel")
+    ]
+    assert push["verdict"] == "inconclusive" and abs(push["log_lift"]["mean"]) < 0.3
+    assert "own data" in push["notes"]

@@ -2,6 +2,7 @@
 verdicts, idempotent republishing, hand-written learnings, every filter, text search, sorting,
 the pooled evidence across experiments; on SQLite and PostgreSQL."""
 
+import math
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -102,6 +103,12 @@ def test_variant_learnings_from_a_non_factorial_experiment(client, keys):
         "For newcomers, 'evening-email' beat the control 'morning-push' on activated by +"
     )
     assert email["summary"].endswith(", 1,000 users.") and "probability 1.000" in email["summary"]
+    # A discovery among the publication's 9 comparisons, on log(p_email / p_push).
+    assert email["discovery"]["comparisons"] == 9
+    assert email["discovery"]["false_discovery_rate"] == 0.05
+    assert email["discovery"]["always_valid_p"] < 0.001
+    low, high = (math.log1p(x) for x in email["lift"]["ci"])
+    assert low < email["log_lift"]["mean"] < high and 0 < email["log_lift"]["sd"] < high - low
     # No unsubscribes at all: nothing to tell apart.
     assert {x["verdict"] for x in published if x["metric"] == "unsubscribed"} == {"inconclusive"}
 
@@ -133,12 +140,15 @@ def test_republishing_replaces_and_thresholds_decide_verdicts(client, keys, data
     verdicts = {x["verdict"] for x in strict if x["metric"] == "unsubscribed"}
     assert verdicts == {"flat"} or verdicts == {"inconclusive"}
     assert len(query(client, keys, experiment="onboarding-nudge")) == len(first)
-    bad = client.post(
-        "/v1/experiments/onboarding-nudge/learnings",
-        json={"win_probability": 0.3},
-        headers=keys["manage"],
-    )
-    assert bad.status_code == 422 and "win_probability" in bad.json["errors"]
+    for field, value in (("win_probability", 0.3), ("false_discovery_rate", 0)):
+        bad = client.post(
+            "/v1/experiments/onboarding-nudge/learnings",
+            json={field: value},
+            headers=keys["manage"],
+        )
+        assert bad.status_code == 422 and field in bad.json["errors"]
+    lenient = publish(client, keys, "onboarding-nudge", false_discovery_rate=0.2)
+    assert {x["discovery"]["false_discovery_rate"] for x in lenient} == {0.2}
 
 
 def test_republishing_keeps_the_earlier_publications_tags(client, keys):
@@ -263,18 +273,19 @@ def test_evidence_pools_a_factor_level_across_experiments(client, keys):
     renewal(client, keys, "renewal-b", push_every=5)
     for key in ("renewal-a", "renewal-b"):
         publish(client, keys, key)
-    response = client.get(
-        "/v1/learnings/evidence",
-        query_string={"segment": "all", "metric": "renewed", "factor": "channel", "level": "push"},
-        headers=keys["read"],
-    )
+    levels = {"segment": "all", "metric": "renewed", "factor": "channel", "level": "push"}
+    response = client.get("/v1/learnings/evidence", query_string=levels, headers=keys["read"])
     assert response.status_code == 200, response.json
     answer = response.json
     assert [e["experiment"] for e in answer["experiments"]] == ["renewal-a", "renewal-b"]
-    studies = [
-        Study(e["experiment"], e["lift"]["mean"], *e["lift"]["ci"]) for e in answer["experiments"]
-    ]
+    # Pooled on each learning's posterior mean and sd of log(p_push / p_email), as stored.
+    stored = {x["experiment"]: x["log_lift"] for x in query(client, keys, **levels)}
+    studies = [Study(key, stored[key]["mean"], stored[key]["sd"]) for key in stored]
+    assert [e["log_lift"] for e in answer["experiments"]] == [stored[k] for k in sorted(stored)]
     expected = random_effects(studies)
+    assert answer["pooled"]["log_lift"] == pytest.approx(
+        {"mean": expected.log_lift, "sd": expected.se}
+    )
     assert answer["pooled"]["lift"]["mean"] == pytest.approx(expected.lift)
     assert answer["pooled"]["lift"]["ci"] == pytest.approx([expected.low, expected.high])
     assert answer["spread"]["tau"] == pytest.approx(expected.tau)

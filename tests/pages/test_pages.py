@@ -47,6 +47,24 @@ def test_every_page_asks_to_sign_in_first(client, running):
         assert response.location.startswith("/ui/login?next="), path
 
 
+def test_every_page_route_needs_a_signed_in_key(app, client, running):
+    """Every rule under /ui but the sign-in form and the static files: a GET is sent to sign
+    in, a POST is refused; none answers 2xx or 5xx without a session."""
+    values = {"key": "onboarding-nudge", "action": "start", "job_id": "1"}
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/ui") or rule.endpoint in ("pages.login", "pages.static"):
+            continue
+        arguments = {name: values[name] for name in rule.arguments}
+        path = app.url_map.bind("localhost").build(rule.endpoint, arguments)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            response = client.open(path, method=method)
+            if method == "GET":
+                assert response.status_code == 302, (method, path)
+                assert response.location.startswith("/ui/login"), (method, path)
+            else:
+                assert 300 <= response.status_code < 500, (method, path, response.status_code)
+
+
 def test_signing_in_sets_a_signed_httponly_samesite_cookie_under_ui_only(client, tokens):
     response = sign_in(client, tokens["read"])
     cookie = response.headers["Set-Cookie"]
@@ -490,7 +508,7 @@ def test_an_analysis_of_another_experiment_is_not_found(signed_in, running):
 
 @pytest.fixture
 def published(signed_in, running, database):
-    converted(database, {"morning-push": 0.05, "evening-email": 0.15})
+    converted(database, {"morning-push": 0.05, "evening-email": 0.30})
     page = signed_in("manage")
     token = csrf_of(page, f"/ui/experiments/{running}")
     response = page.post(f"/ui/experiments/{running}/learnings", data={"csrf_token": token})
