@@ -138,9 +138,9 @@ def group_contrast(
     if np.mean(baseline < 1e-12) <= VANISHING_SHARE:
         ratio = level / np.maximum(baseline, 1e-300)
         tail = (1 - INTERVAL) / 2
-        low, high = np.quantile(ratio - 1, [tail, 1 - tail])
+        low, median, high = np.quantile(ratio - 1, [tail, 0.5, 1 - tail])
         mean = float(ratio.mean() - 1) if baseline_conversions > 0 else None
-        lift = Interval(mean, float(low), float(high))
+        lift = Interval(mean, float(low), float(high), median=float(median))
     return Contrast(lift, float(better.mean()), log_ratio(draws, with_level, without))
 
 

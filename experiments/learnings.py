@@ -345,6 +345,7 @@ def _found(
         "level": level,
         "baseline_level": base,
         "lift": (lift.mean, lift.low, lift.high) if lift is not None else (None, None, None),
+        "lift_median": lift.median if lift is not None else None,
         "log_lift": (log_ratio.mean, log_ratio.sd) if log_ratio is not None else (None, None),
         "prob_better": prob,
         "units": int(sum(units)),
@@ -373,6 +374,7 @@ def _from_factorial_job(experiment: Experiment, metric: Metric, job: AnalysisJob
                     "level": effect["level"],
                     "baseline_level": effect["baseline_level"],
                     "lift": (lift["mean"], lift["ci"][0], lift["ci"][1]),
+                    "lift_median": lift.get("median"),
                     "log_lift": _interval_log_lift(*lift["ci"]),
                     "prob_better": prob,
                     "units": block.get("units"),
@@ -404,6 +406,7 @@ def _from_hierarchical_job(experiment: Experiment, metric: Metric, job: Analysis
                     "level": row["variant"],
                     "baseline_level": control["variant"],
                     "lift": (row["lift"]["mean"], row["lift"]["ci"][0], row["lift"]["ci"][1]),
+                    "lift_median": row["lift"].get("median"),
                     "log_lift": _interval_log_lift(*row["lift"]["ci"]),
                     "prob_better": prob,
                     "units": row["units"] + control["units"],
@@ -491,9 +494,13 @@ def summary_sentence(learning: Learning) -> str:
     }[learning.verdict]
     if learning.lift_mean is None:
         return f"{who}, {subject} {verb} {other} on {learning.metric} ({learning.units:,} users)."
+    if learning.lift_median is not None:
+        by = f"{_percent(learning.lift_median)} (median; 95%:"
+    else:
+        by = f"{_percent(learning.lift_mean)} (95%:"
     return (
-        f"{who}, {subject} {verb} {other} on {learning.metric} by {_percent(learning.lift_mean)} "
-        f"(95%: {_percent(learning.lift_low)} to {_percent(learning.lift_high)}), probability "
+        f"{who}, {subject} {verb} {other} on {learning.metric} by {by} "
+        f"{_percent(learning.lift_low)} to {_percent(learning.lift_high)}), probability "
         f"{learning.prob_better:.3f}, {learning.units:,} users."
     )
 

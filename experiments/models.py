@@ -275,6 +275,9 @@ class Learning(SQLModel, table=True):
     lift_mean: float | None = Field(default=None)
     lift_low: float | None = Field(default=None)
     lift_high: float | None = Field(default=None)
+    # The lift's posterior median, the figure a sentence quotes (the mean E[p1]·E[1/p0] − 1 is
+    # pulled up by the ratio's right tail at small counts). None for hand-written learnings.
+    lift_median: float | None = Field(default=None)
     prob_better: float | None = Field(default=None)
     units: int | None = Field(default=None)
     method: str | None = Field(default=None, max_length=32)

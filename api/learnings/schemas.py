@@ -25,7 +25,14 @@ class LearningSchema(Schema):
     level = fields.String(allow_none=True)
     baseline_level = fields.String(allow_none=True)
     channel = fields.String(allow_none=True)
-    lift = fields.Method("dump_lift", metadata={"type": ["object", "null"]})
+    lift = fields.Method(
+        "dump_lift",
+        metadata={
+            "type": ["object", "null"],
+            "description": "mean, median (the figure the summary quotes; null if hand-written) "
+            "and 95% interval [low, high] of the relative lift",
+        },
+    )
     log_lift = fields.Method(
         "dump_log_lift",
         metadata={
@@ -58,7 +65,11 @@ class LearningSchema(Schema):
     def dump_lift(self, learning):
         if learning.lift_mean is None and learning.lift_low is None:
             return None
-        return {"mean": learning.lift_mean, "ci": [learning.lift_low, learning.lift_high]}
+        return {
+            "mean": learning.lift_mean,
+            "median": learning.lift_median,
+            "ci": [learning.lift_low, learning.lift_high],
+        }
 
     def dump_log_lift(self, learning):
         if learning.log_lift_mean is None:

@@ -372,3 +372,31 @@ def test_a_tag_is_found_whatever_characters_it_holds(client, keys, tag):
     assert client.post("/v1/learnings", json=decoy, headers=keys["manage"]).status_code == 201
     found = query(client, keys, tag=tag)
     assert [x["summary"] for x in found] == ["Tagged."]
+
+
+def test_a_learning_quotes_the_median_lift_the_results_give(client, keys):
+    """At small counts the lift's mean is pulled up by the ratio's tail (2/200 against 3/200
+    reads +99%, its median +37%): the sentence quotes the median, equal to the results'."""
+    start(client, keys, experiment_body(holdout=0.0, segments=[]))
+    fill(
+        client,
+        keys,
+        "onboarding-nudge",
+        400,
+        lambda a, i: i % (40 if a["variant"] == "evening-email" else 60) == 0,
+        "activated",
+    )
+    results = client.get(
+        "/v1/experiments/onboarding-nudge/results",
+        query_string={"metric": "activated"},
+        headers=keys["read"],
+    ).json
+    (row,) = [r for r in results["segments"][0]["variants"] if r["variant"] == "evening-email"]
+    (email,) = [
+        x
+        for x in publish(client, keys, "onboarding-nudge")
+        if x["segment"] == "all" and x["metric"] == "activated"
+    ]
+    assert email["lift"]["median"] == pytest.approx(row["lift"]["median"])
+    assert email["lift"]["mean"] > email["lift"]["median"] + 0.05
+    assert f"by {email['lift']['median']:+.0%} (median; 95%: " in email["summary"]
