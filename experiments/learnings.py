@@ -117,6 +117,8 @@ def publish(
             continue
         job = _latest_job(session, experiment, metric.key)
         unsound = _unsound(job) if job is not None else None
+        if job is not None and unsound is None:
+            unsound = _pooled_over_uneven_cells(session, experiment, metric, job)
         if unsound is not None:
             comparisons = _from_conjugate(session, experiment, metric, notes=(unsound,))
         elif job is not None and job.method == "factorial":
@@ -187,6 +189,22 @@ def _latest_job(session: Session, experiment: Experiment, metric: str) -> Analys
         .order_by(AnalysisJob.finished_at.desc(), AnalysisJob.id.desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+def _pooled_over_uneven_cells(
+    session: Session, experiment: Experiment, metric: Metric, job: AnalysisJob
+) -> str | None:
+    """Why a converged PyMC job still must not feed learnings: its models take each segment's
+    counts summed over allocation periods, which a bandit fed unevenly, so its comparisons are
+    confounded as pooled counts are (see results.py); or None."""
+    _, strata = metric_strata(session=session, experiment=experiment, metric=metric)
+    if not any(stratum.stratified for stratum in strata):
+        return None
+    return (
+        f"The {job.method} PyMC job {job.id} sums each segment's counts over allocation periods "
+        "whose weights differed (a bandit's): its comparisons are confounded by the changing "
+        "allocation, so these are the conjugate results, compared within periods."
+    )
 
 
 def _unsound(job: AnalysisJob) -> str | None:

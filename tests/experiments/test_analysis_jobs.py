@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
+from experiments import learnings
 from experiments.analysis_jobs import JobSettings, Worker, claim
 from experiments.models import AnalysisJob
 from tests.utils.assignments import assign_batch, start
@@ -177,13 +178,27 @@ def test_a_factorial_job_reports_main_effects(client, keys, database):
     assert (channel["level"], channel["baseline_level"]) == ("push", "email")
     assert channel["prob_better"] > 0.99 and channel["lift"]["mean"] > 0.5
 
-    # Learnings are published from the finished factorial job (its metric), not the conjugate.
+    # Learnings are published from the finished factorial job (its metric) if its sampler
+    # converged by the registry's standard; this quick one (200 draws × 2 chains) is judged
+    # on its own diagnostics either way.
+    job = follow(client, keys, job_id)["result"]
+    diagnostics = job["diagnostics"]
+    sound = (
+        diagnostics["converged"]
+        and diagnostics["max_rhat"] <= learnings.MAX_RHAT
+        and diagnostics["divergences"] == 0
+        and diagnostics["min_ess"] >= learnings.MIN_ESS
+    )
     published = client.post(
         "/v1/experiments/renewal-reminder/learnings", json={}, headers=keys["manage"]
     ).json
     renewed = [x for x in published if x["metric"] == "renewed"]
-    assert {x["method"] for x in renewed} == {"factorial"}
     push = next(x for x in renewed if x["segment"] == "all" and x["level"] == "push")
-    assert push["lift"]["mean"] == pytest.approx(channel["lift"]["mean"])
+    if sound:
+        assert {x["method"] for x in renewed} == {"factorial"}
+        assert push["lift"]["mean"] == pytest.approx(channel["lift"]["mean"])
+    else:
+        assert {x["method"] for x in renewed} == {"beta-binomial"}
+        assert all(f"factorial PyMC job {job_id} did not converge" in x["notes"] for x in renewed)
     assert push["verdict"] == "win" and push["summary"].startswith("Across all users, push beat")
     assert {x["method"] for x in published if x["metric"] == "suppressed"} == {"beta-binomial"}
