@@ -9,6 +9,8 @@ LOCK   := constraints.txt
 # `make run HOST=0.0.0.0 PORT=8001` to choose; the environment's HOST or PORT is not read.
 HOST   := 127.0.0.1
 PORT   := 8000
+# make test runs the suite on this many processes (pytest-xdist), each with its own PostgreSQL.
+TEST_PROCESSES := 2
 
 .PHONY: run test bench lint format install lock clean
 
@@ -21,7 +23,7 @@ test: install
 	@scripts/ensure-chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES)
 
 bench: install $(VENV)/.bench-stamp
 	@command -v wrk >/dev/null || scripts/ensure-wrk

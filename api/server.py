@@ -130,6 +130,9 @@ def run_gunicorn(
         "graceful_timeout": 30,
         "errorlog": "-",
         "loglevel": "info",
+        # Kairos uses no gunicorn control socket; its default path (~/.gunicorn/gunicorn.ctl)
+        # would be shared by every server the same user runs.
+        "control_socket_disable": True,
     }
     if access_log:
         options["accesslog"] = "-"
