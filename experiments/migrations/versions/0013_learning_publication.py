@@ -1,4 +1,8 @@
-"""learning.log_lift_mean, log_lift_sd: θ = log(p_level / p_baseline), the scale evidence pools on
+"""learning: what a publication measured beside the lift
+
+log_lift_mean, log_lift_sd: θ = log(p_level / p_baseline), the scale evidence pools on;
+always_valid_p, comparisons, false_discovery_rate: how the publication chose its wins;
+lift_median: the lift's posterior median, the figure a sentence quotes.
 
 Revision ID: 0013
 Revises: 0012
@@ -18,6 +22,10 @@ depends_on: str | Sequence[str] | None = None
 COLUMNS = (
     ("log_lift_mean", sa.Float()),
     ("log_lift_sd", sa.Float()),
+    ("always_valid_p", sa.Float()),
+    ("comparisons", sa.Integer()),
+    ("false_discovery_rate", sa.Float()),
+    ("lift_median", sa.Float()),
 )
 
 
