@@ -26,7 +26,7 @@ from api.errors import flatten_errors
 from api.learnings.schemas import EvidenceQuerySchema, LearningQuerySchema
 from api.pages import figures, forms
 from api.pages.session import check_csrf, csrf_token
-from experiments import keys, learnings, lifecycle, overview, workflows
+from experiments import bounds, keys, learnings, lifecycle, overview, workflows
 from experiments import reweight as reweighting
 from experiments.analysis_jobs import submit
 from experiments.errors import KairosError
@@ -160,8 +160,8 @@ def experiments():
     status = request.args.get("status") or None
     if status not in (None, *STATUSES):
         status = None
-    text = request.args.get("q", "").strip()[:200] or None
-    page = max(_int(request.args.get("page"), 1), 1)
+    text = _search_text()
+    page = _page_number()
     items, total = overview.find_experiments(
         session=get_session(),
         status=status,
@@ -392,7 +392,7 @@ def _search(query: dict, offset: int, limit: int):
 @bp.get("/learnings")
 def learnings_page():
     query, errors = _learning_query()
-    page = max(_int(request.args.get("page"), 1), 1)
+    page = _page_number()
     items, total = _search(query, (page - 1) * PAGE_SIZE, PAGE_SIZE)
     return render_template(
         "pages/learnings.html",
@@ -470,8 +470,20 @@ def http_error(error):
     return render_template("pages/error.html", code=error.code, message=message), error.code
 
 
-def _int(text: str | None, default: int) -> int:
+def _page_number() -> int:
+    """The `page` asked for: 1 if absent or unreadable, and within what an SQL integer holds
+    (the API's rule: beyond the last page a page is empty, never an overflow)."""
     try:
-        return int(text) if text else default
+        page = int(request.args.get("page") or 1)
     except ValueError:
-        return default
+        page = 1
+    return min(max(page, 1), bounds.MAX_INTEGER)
+
+
+def _search_text() -> str | None:
+    """The `q` asked for, as the API takes free text (no control characters: PostgreSQL
+    stores and compares no NUL)."""
+    text = request.args.get("q", "").strip()[:200] or None
+    if text is not None and bounds.text_problem(text):
+        abort(400, description=f"q: {bounds.text_problem(text)}")
+    return text

@@ -568,3 +568,17 @@ def test_behind_tls_the_cookie_can_be_marked_secure(app, tokens):
     app.config["KAIROS_UI_COOKIE_SECURE"] = True
     client = app.test_client()
     assert "Secure" in sign_in(client, tokens["read"]).headers["Set-Cookie"]
+
+
+@pytest.mark.parametrize("page", ["99999999999999999999999", str(2**63), "-5", "x", "1e9"])
+def test_any_page_number_answers_a_page(signed_in, running, page):
+    reader = signed_in("read")
+    for path in ("/ui/experiments", "/ui/learnings"):
+        assert reader.get(path, query_string={"page": page}).status_code == 200, (path, page)
+
+
+@pytest.mark.parametrize("text", ["\x00", "a\x1bb", "\x7f", "\x9b"])
+def test_a_search_with_control_characters_is_refused_clearly(signed_in, running, text):
+    response = signed_in("read").get("/ui/experiments", query_string={"q": text})
+    assert response.status_code == 400
+    assert "q: Must contain no control characters" in response.text
