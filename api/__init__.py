@@ -15,10 +15,10 @@ from swagger_ui_bundle import swagger_ui_path
 
 from api import converters, errors, pages
 from api.auth import SECURITY_SCHEME
+from api.blueprint import refuse_bodies_that_are_not_json
 from api.db import init_database
 from api.fastlane import AssignmentFastLane
 from api.jsonio import OrjsonProvider
-from api.parser import refuse_bodies_that_are_not_json
 from api.server import answer_refusals_in_json
 from api.settings import instance_secret, load_settings
 from experiments.errors import KairosError

@@ -9,7 +9,7 @@ from flask_smorest import abort
 
 from api.db import EXTENSION as DATABASE_EXTENSION
 from experiments import keys
-from experiments.models import ApiKey
+from experiments.storage.tables import ApiKey
 
 KEY_CACHE = "kairos.key_cache"
 SECURITY_SCHEME = {"type": "http", "scheme": "bearer", "description": "An API key's token."}

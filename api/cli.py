@@ -6,9 +6,9 @@ import sys
 import click
 
 from experiments import keys as api_keys
-from experiments import migrate
-from experiments.db import Database
 from experiments.errors import KairosError
+from experiments.storage import migrate
+from experiments.storage.database import Database
 
 
 def with_database(command=None, *, schema_required: bool = True):
@@ -172,8 +172,8 @@ def stats():
 @with_database
 def stats_check(database: Database, experiment: str):
     """Compare EXPERIMENT's maintained statistics with a recount of its raw rows."""
-    from experiments import statistics
-    from experiments.lifecycle import get_experiment
+    from experiments.statistics import audit as statistics
+    from experiments.storage.repository import get_experiment
 
     with database.session() as session:
         found = statistics.differences(session, get_experiment(session=session, key=experiment))
@@ -191,8 +191,8 @@ def stats_check(database: Database, experiment: str):
 @with_database
 def stats_rebuild(database: Database, experiment: str):
     """Recompute EXPERIMENT's statistics from its assignments and outcomes."""
-    from experiments import statistics
-    from experiments.lifecycle import get_experiment
+    from experiments.statistics import audit as statistics
+    from experiments.storage.repository import get_experiment
 
     with database.session(write=True) as session:
         arms = statistics.rebuild(session, get_experiment(session=session, key=experiment))

@@ -3,8 +3,8 @@
 from flask import Flask, current_app, g, has_request_context, request
 from sqlmodel import Session
 
-from experiments.db import Database
-from experiments.runtime import RuntimeCache
+from experiments.assignment.snapshot import SnapshotCache
+from experiments.storage.database import Database
 
 EXTENSION = "kairos.database"
 CACHE_EXTENSION = "kairos.runtime_cache"
@@ -14,7 +14,7 @@ READ_METHODS = ("GET", "HEAD", "OPTIONS")
 def init_database(app: Flask) -> Database:
     database = Database(app.config["KAIROS_DATABASE_URL"])
     app.extensions[EXTENSION] = database
-    app.extensions[CACHE_EXTENSION] = RuntimeCache(ttl=float(app.config["KAIROS_CACHE_SECONDS"]))
+    app.extensions[CACHE_EXTENSION] = SnapshotCache(ttl=float(app.config["KAIROS_CACHE_SECONDS"]))
     app.teardown_appcontext(close_session)
     return database
 
@@ -23,7 +23,7 @@ def get_database() -> Database:
     return current_app.extensions[EXTENSION]
 
 
-def get_runtime_cache() -> RuntimeCache:
+def get_runtime_cache() -> SnapshotCache:
     return current_app.extensions[CACHE_EXTENSION]
 
 

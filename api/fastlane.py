@@ -27,7 +27,7 @@ from api.db import CACHE_EXTENSION
 from api.db import EXTENSION as DATABASE_EXTENSION
 from api.jsonio import OPTIONS, _default
 from experiments import keys
-from experiments.assignment import UnitRequest, assign
+from experiments.assignment.assign import UnitRequest, assign
 from experiments.spec import SLUG_PATTERN
 
 log = logging.getLogger(__name__)

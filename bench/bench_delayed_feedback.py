@@ -41,7 +41,7 @@ SEEDS = 60
 BIAS_AT = 4  # periods after which the estimates' bias is measured (30 hours in)
 METHODS = ("delay-aware", "delay-aware, before", "wait", "naive", "instant")
 HOUR = 3600.0
-DELAY_SAMPLE = 20_000  # as experiments/reweight.py
+DELAY_SAMPLE = 20_000  # as experiments/allocation/reweight.py
 
 
 def truncated_exponential_delays(rng, n: int, mean: float, window: float) -> np.ndarray:

@@ -8,7 +8,7 @@ Target: Kairos's mean regret ≤ 1.05 × MABWiser's, and far below uniform.
 import numpy as np
 
 from bandits.hashing import bucket, pick
-from experiments.reweight import thompson_weights
+from experiments.allocation.reweight import thompson_weights
 
 ARMS = np.array([0.040, 0.045, 0.050, 0.060])  # true conversion rates
 UNITS, PERIOD, SEEDS = 20_000, 1_000, 100

@@ -172,9 +172,9 @@ def run(name: str, nodes: int, cache_seconds: float, seed: int) -> Drive:
     """One drive on a fresh SQLite file."""
     from api import create_app
     from api.db import EXTENSION
-    from experiments import migrate
-    from experiments.db import Database
     from experiments.keys import create_key
+    from experiments.storage import migrate
+    from experiments.storage.database import Database
 
     workdir = Path(tempfile.mkdtemp(prefix="kairos-clock-"))
     url = f"sqlite:///{workdir}/kairos.sqlite3"

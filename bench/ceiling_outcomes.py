@@ -31,13 +31,14 @@ import orjson
 from api.outcomes.schemas import EventList
 from api.server import collect_as_served
 from bench.bench_outcomes import EXPERIMENT, UNITS, build_bodies
-from experiments import lifecycle, migrate
-from experiments.assignment import UnitRequest, assign
-from experiments.assignment_store import AssignmentStore
-from experiments.db import Database
-from experiments.outcomes import ingest
-from experiments.runtime import RuntimeCache
+from experiments import lifecycle
+from experiments.assignment.assign import UnitRequest, assign
+from experiments.assignment.snapshot import SnapshotCache
+from experiments.outcomes.ingest import ingest
 from experiments.spec import ExperimentSpec
+from experiments.storage import migrate
+from experiments.storage.database import Database
+from experiments.storage.writer import AssignmentStore
 
 CHECKPOINT_EVERY = 10  # commits between the replay's (untimed) WAL checkpoints
 
@@ -51,7 +52,7 @@ def prepare(folder: Path) -> tuple[Database, list[bytes], int]:
         lifecycle.start_experiment(session=session, key=EXPERIMENT["key"])
     rng = random.Random(11)
     units = [f"{rng.getrandbits(40):010x}-{i}" for i in range(UNITS)]
-    cache = RuntimeCache()
+    cache = SnapshotCache()
     for start in range(0, UNITS, 10_000):
         part = units[start : start + 10_000]
         chunk = [UnitRequest(u, {"days_since_signup": 3}, None) for u in part]
@@ -63,7 +64,7 @@ def prepare(folder: Path) -> tuple[Database, list[bytes], int]:
 def ingest_all(database: Database, bodies: list[bytes]) -> tuple[float, float]:
     """Seconds spent checking the events, and in `ingest`, over every body in turn."""
     collect_as_served()  # as in the server: the figures are the server's
-    cache = RuntimeCache()
+    cache = SnapshotCache()
     parsing = storing = 0.0
     for body in bodies:
         started = time.perf_counter()

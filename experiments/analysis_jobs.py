@@ -19,12 +19,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlmodel import Session
 
-from analysis.models import factorial_problem
-from experiments.db import Database
+from analysis.pymc_models import factorial_problem
+from experiments.clock import utcnow
 from experiments.errors import InvalidSpec, NotFound
-from experiments.lifecycle import get_experiment
-from experiments.models import AnalysisJob, Experiment, utcnow
 from experiments.results import segment_variant_counts
+from experiments.storage.database import Database
+from experiments.storage.repository import get_experiment
+from experiments.storage.tables import AnalysisJob, Experiment
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def claim(database: Database, worker: str, now: datetime | None = None) -> int |
 
 def run(database: Database, job_id: int, settings: JobSettings = JobSettings()) -> str:
     """Run a claimed job to its end; the final status ('succeeded' or 'failed')."""
-    from analysis.models import Counts, FactorialModel, HierarchicalModel, SamplerSettings
+    from analysis.pymc_models import Counts, FactorialModel, HierarchicalModel, SamplerSettings
 
     started = time.monotonic()
     try:

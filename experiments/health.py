@@ -5,8 +5,8 @@ from importlib.metadata import PackageNotFoundError, version
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from experiments import migrate
-from experiments.db import Database
+from experiments.storage import migrate
+from experiments.storage.database import Database
 
 
 def kairos_version() -> str:

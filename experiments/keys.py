@@ -6,8 +6,9 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
+from experiments.clock import utcnow
 from experiments.errors import InvalidSpec, NotFound
-from experiments.models import ApiKey, utcnow
+from experiments.storage.tables import ApiKey
 
 SCOPES = ("admin", "manage", "assign", "read")
 TOKEN_PREFIX = "kairos_"

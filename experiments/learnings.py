@@ -26,12 +26,13 @@ from sqlmodel import Session
 from analysis.contrasts import group_contrast, rate_draws, variant_log_ratios
 from analysis.discovery import always_valid_p, discoveries
 from analysis.evidence import Study, Thresholds, interval_log_lift, random_effects, verdict
-from analysis.models import factorial_problem
+from analysis.pymc_models import factorial_problem
+from experiments.clock import utcnow
 from experiments.errors import Conflict, InvalidSpec, NotFound
-from experiments.lifecycle import get_experiment
-from experiments.models import AnalysisJob, Experiment, Learning, Metric, utcnow
 from experiments.results import metric_strata
 from experiments.spec import ALL_SEGMENT
+from experiments.storage.repository import get_experiment
+from experiments.storage.tables import AnalysisJob, Experiment, Learning, Metric
 
 VARIANT_FACTOR = "variant"
 OWN_DATA_NOTE = (

@@ -3,20 +3,15 @@
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from experiments.errors import Conflict, InvalidSpec, NotFound
-from experiments.models import (
-    AllocationPeriod,
-    Experiment,
-    Metric,
-    Segment,
-    Variant,
-    utcnow,
-)
+from experiments.clock import utcnow
+from experiments.errors import Conflict, InvalidSpec
 from experiments.spec import OTHER_SEGMENT, ExperimentSpec
+from experiments.storage.repository import get_experiment
+from experiments.storage.tables import AllocationPeriod, Experiment, Metric, Segment, Variant
 
 # action: (the states it may start from, the state it leads to)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -89,27 +84,6 @@ def create_experiment(
         session.rollback()
         raise Conflict(f"An experiment with key '{spec.key}' already exists.") from error
     return experiment
-
-
-def get_experiment(*, session: Session, key: str) -> Experiment:
-    experiment = session.exec(select(Experiment).where(Experiment.key == key)).first()
-    if experiment is None:
-        raise NotFound(f"No experiment with key '{key}'.")
-    return experiment
-
-
-def list_experiments(
-    *, session: Session, status: str | None = None, offset: int = 0, limit: int = 100
-) -> tuple[list[Experiment], int]:
-    """Experiments, newest first, optionally of one status; with the total count."""
-    query = select(Experiment)
-    count = select(func.count()).select_from(Experiment)
-    if status is not None:
-        query = query.where(Experiment.status == status)
-        count = count.where(Experiment.status == status)
-    query = query.order_by(Experiment.created_at.desc(), Experiment.id.desc())
-    items = list(session.exec(query.offset(offset).limit(limit)))
-    return items, session.exec(count).one()
 
 
 def start_experiment(*, session: Session, key: str, now: datetime | None = None) -> Experiment:

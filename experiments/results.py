@@ -29,9 +29,10 @@ from analysis.stopping import (
 from analysis.stratified import cell_shares, sample_ratio_by_cell
 from analysis.summary import ArmSummary, Guardrail, Prior, summarize_binary, summarize_continuous
 from experiments.errors import InvalidSpec
-from experiments.lifecycle import get_experiment, segment_keys
-from experiments.models import AllocationPeriod, ArmStats, Experiment, Metric
+from experiments.lifecycle import segment_keys
 from experiments.spec import ALL_SEGMENT, HOLDOUT_ARM
+from experiments.storage.repository import get_experiment
+from experiments.storage.tables import AllocationPeriod, ArmStats, Experiment, Metric
 
 DEFAULT_PRIOR = Prior()
 

@@ -10,8 +10,8 @@ from sqlmodel import Session
 
 from experiments import learnings, lifecycle
 from experiments.errors import Conflict
-from experiments.models import Experiment
 from experiments.spec import ExperimentSpec
+from experiments.storage.tables import Experiment
 
 # A conclusion that collides with a publication of the same experiment's learnings made at the
 # same moment (a unique index decides) is run again from the start this many times.

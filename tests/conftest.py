@@ -13,9 +13,9 @@ from sqlmodel import SQLModel
 
 from api import create_app
 from api.db import get_database
-from experiments import migrate
-from experiments.db import Database
 from experiments.keys import create_key
+from experiments.storage import migrate
+from experiments.storage.database import Database
 from tests.pg import PostgresCluster
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

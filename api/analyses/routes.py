@@ -4,8 +4,8 @@ from flask.views import MethodView
 
 from api.analyses.schemas import AnalysisInSchema, AnalysisSchema
 from api.auth import requires
+from api.blueprint import Blueprint
 from api.db import get_session
-from api.parser import Blueprint
 from experiments.analysis_jobs import get_job, submit
 
 blp = Blueprint(

@@ -13,10 +13,10 @@ from api.assignments.schemas import (
     BatchRequestSchema,
 )
 from api.auth import requires, simulated_now
+from api.blueprint import Blueprint
 from api.db import get_database, get_runtime_cache
 from api.jsonio import json_response
-from api.parser import Blueprint
-from experiments.assignment import UnitRequest, assign
+from experiments.assignment.assign import UnitRequest, assign
 
 blp = Blueprint(
     "assignments",

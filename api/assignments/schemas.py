@@ -11,7 +11,7 @@ from marshmallow import Schema, ValidationError, fields
 from api.experiments.schemas import Slug
 from api.rules import Identifier, JsonObject, Moment, TimeZone
 from experiments import bounds
-from experiments.assignment import MAX_BATCH
+from experiments.assignment.assign import MAX_BATCH
 
 UNIT_FIELDS = frozenset({"unit_id", "attributes", "timezone"})
 UNIT_ID_RULE = f"Required: 1 to {bounds.MAX_IDENTIFIER} characters, {bounds.IDENTIFIER_RULE}."

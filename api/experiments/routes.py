@@ -3,6 +3,7 @@
 from flask.views import MethodView
 
 from api.auth import requires, simulated_now
+from api.blueprint import Blueprint, page_window
 from api.db import get_database, get_runtime_cache, get_session
 from api.experiments.schemas import (
     ConcludeSchema,
@@ -13,9 +14,10 @@ from api.experiments.schemas import (
     PeriodSchema,
     ReweightSchema,
 )
-from api.parser import Blueprint, page_window
-from experiments import lifecycle, reweight, workflows
+from experiments import lifecycle, workflows
+from experiments.allocation import reweight
 from experiments.spec import ExperimentSpec
+from experiments.storage import repository
 
 blp = Blueprint(
     "experiments",
@@ -34,7 +36,7 @@ class Experiments(MethodView):
     def get(self, query, pagination_parameters):
         """List experiments, newest first, optionally by status"""
         offset, limit = page_window(pagination_parameters)
-        items, total = lifecycle.list_experiments(
+        items, total = repository.list_experiments(
             session=get_session(),
             status=query.get("status"),
             offset=offset,
@@ -58,7 +60,7 @@ class ExperimentByKey(MethodView):
     @blp.response(200, ExperimentSchema)
     def get(self, key):
         """Get one experiment"""
-        return lifecycle.get_experiment(session=get_session(), key=key)
+        return repository.get_experiment(session=get_session(), key=key)
 
 
 @blp.route("/<key:key>/start")

@@ -3,8 +3,8 @@
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
+from api.blueprint import Blueprint
 from api.db import get_database
-from api.parser import Blueprint
 from experiments import health
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness.")

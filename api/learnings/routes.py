@@ -3,6 +3,7 @@
 from flask.views import MethodView
 
 from api.auth import requires
+from api.blueprint import Blueprint, page_window
 from api.db import get_session
 from api.jsonio import json_response
 from api.learnings.schemas import (
@@ -13,7 +14,6 @@ from api.learnings.schemas import (
     ManualLearningSchema,
     PublishSchema,
 )
-from api.parser import Blueprint, page_window
 from experiments import learnings
 from experiments.learnings import Filters, Thresholds
 

@@ -4,12 +4,12 @@ from flask.views import MethodView
 from flask_smorest import abort
 
 from api.auth import requires
+from api.blueprint import Blueprint, json_body
 from api.db import get_database, get_runtime_cache
 from api.errors import ErrorSchema
 from api.jsonio import json_response
 from api.outcomes.schemas import EVENT_DOC, CountsSchema, EventBatchSchema, parse_event
-from api.parser import Blueprint, json_body
-from experiments.outcomes import ingest
+from experiments.outcomes.ingest import ingest
 
 blp = Blueprint(
     "outcomes",

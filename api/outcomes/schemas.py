@@ -7,7 +7,7 @@ per event would cost more than storing it. The OpenAPI description is given by h
 from marshmallow import Schema, ValidationError, fields
 
 from experiments import bounds
-from experiments.outcomes import MAX_BATCH, OutcomeEvent
+from experiments.outcomes.ingest import MAX_BATCH, OutcomeEvent
 from experiments.spec import SLUG, SLUG_PATTERN
 
 IDENTIFIER_RULE = f"1 to {bounds.MAX_IDENTIFIER} characters, {bounds.IDENTIFIER_RULE}"

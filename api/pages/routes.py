@@ -27,12 +27,13 @@ from api.learnings.schemas import EvidenceQuerySchema, LearningQuerySchema
 from api.pages import figures, forms
 from api.pages.session import check_csrf, csrf_token
 from experiments import bounds, keys, learnings, lifecycle, overview, workflows
-from experiments import reweight as reweighting
+from experiments.allocation import reweight as reweighting
 from experiments.analysis_jobs import submit
 from experiments.errors import KairosError
 from experiments.learnings import EXPORT_FIELDS, Filters
 from experiments.results import results
 from experiments.spec import ALL_SEGMENT, STATUSES
+from experiments.storage import repository
 
 bp = Blueprint(
     "pages",
@@ -185,7 +186,7 @@ def experiments():
 @bp.get("/experiments/<key:key>")
 def experiment(key):
     session = get_session()
-    found = lifecycle.get_experiment(session=session, key=key)
+    found = repository.get_experiment(session=session, key=key)
     answer = results(session=session, key=key, metric=request.args.get("metric") or None)
     segment = request.args.get("segment") or ALL_SEGMENT
     history = overview.allocation_history(session=session, key=key)
@@ -209,12 +210,12 @@ def experiment(key):
 def confirm(key, action):
     if action not in ACTIONS:
         abort(404)
-    found = lifecycle.get_experiment(session=get_session(), key=key)
+    found = repository.get_experiment(session=get_session(), key=key)
     return render_template("pages/confirm.html", experiment=found, action=action)
 
 
 def _start(key):
-    before = lifecycle.get_experiment(session=get_session(), key=key).status
+    before = repository.get_experiment(session=get_session(), key=key).status
     found = lifecycle.start_experiment(session=get_session(), key=key)
     return f"Started: {before} → {found.status}, allocation period {found.current_period}."
 

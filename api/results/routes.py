@@ -3,9 +3,9 @@
 from flask.views import MethodView
 
 from api.auth import requires
+from api.blueprint import Blueprint
 from api.db import get_session
 from api.jsonio import json_response
-from api.parser import Blueprint
 from api.results.schemas import ResultsQuerySchema, ResultsSchema
 from experiments.results import results
 

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from analysis.models import (
+from analysis.pymc_models import (
     Counts,
     FactorialModel,
     HierarchicalModel,

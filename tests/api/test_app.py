@@ -10,7 +10,9 @@ ERROR_KEYS = {"code", "status", "message", "errors"}
 
 def test_importing_the_app_creates_nothing(tmp_path):
     # A fresh interpreter imports every package: no instance folder, no database file appear.
-    code = "import api, api.cli, experiments.models, experiments.lifecycle, bandits, analysis"
+    code = (
+        "import api, api.cli, experiments.storage.tables, experiments.lifecycle, bandits, analysis"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
     assert list(tmp_path.iterdir()) == []
 

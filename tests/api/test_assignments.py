@@ -14,7 +14,7 @@ from sqlmodel import select
 from api import create_app
 from bandits.hashing import bucket
 from experiments import lifecycle
-from experiments.models import AllocationPeriod, ArmStats, Assignment, Experiment
+from experiments.storage.tables import AllocationPeriod, ArmStats, Assignment, Experiment
 from tests.utils.assignments import assign_batch, set_conversions, start
 from tests.utils.factories import FACTORIAL, experiment_body
 
@@ -499,7 +499,7 @@ def test_propensity_of_fixed_split_matches_weights_in_every_segment(client, keys
 
 def test_assignment_ids_are_unique_and_in_time_order(client, keys):
     """Ids lead with the time (UUIDv7's layout) so that inserts append to the index."""
-    from experiments.assignment import new_ids
+    from experiments.assignment.assign import new_ids
 
     ids = new_ids(10_000)
     assert len(set(ids)) == 10_000

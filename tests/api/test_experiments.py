@@ -3,7 +3,7 @@
 import pytest
 from sqlmodel import select
 
-from experiments.models import AllocationPeriod
+from experiments.storage.tables import AllocationPeriod
 from tests.utils.factories import FACTORIAL, experiment_body
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from sqlmodel import SQLModel
 
 from api.cli import main
-from experiments.models import Experiment
+from experiments.storage.tables import Experiment
 from tests.utils.factories import FACTORIAL, experiment_body
 
 KEY = "onboarding-nudge"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from experiments import statistics
-from experiments.models import ArmStats, Experiment, Outcome, UnitMetric
+from experiments.statistics import audit as statistics
+from experiments.storage.tables import ArmStats, Experiment, Outcome, UnitMetric
 from tests.utils.assignments import start
 from tests.utils.factories import experiment_body
 
@@ -326,7 +326,7 @@ def test_events_stored_between_the_look_up_and_the_insert_count_once(
     """Events are first looked up outside the write lock; one stored by another request in
     between is found by the insert itself (on SQLite, by its count of changes, then again
     event by event)."""
-    import experiments.outcomes as outcomes_module
+    import experiments.outcomes.ingest as outcomes_module
 
     for unit in ("u-1", "u-2", "u-3"):
         assign(client, keys, unit)

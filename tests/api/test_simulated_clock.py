@@ -12,7 +12,8 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from bench.bench_simulated_clock import drive
-from experiments.models import AllocationPeriod, ArmStats, Experiment, as_utc
+from experiments.clock import as_utc
+from experiments.storage.tables import AllocationPeriod, ArmStats, Experiment
 from tests.utils.assignments import assign_batch, set_conversions, start
 from tests.utils.factories import FACTORIAL, experiment_body
 

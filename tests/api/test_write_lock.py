@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from experiments import db as db_module
-from experiments import reweight as reweight_module
+from experiments.allocation import reweight as reweight_module
+from experiments.storage import database as db_module
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import FACTORIAL, experiment_body
 

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from experiments import learnings
 from experiments.analysis_jobs import JobSettings, Worker, claim
-from experiments.models import AnalysisJob
+from experiments.storage.tables import AnalysisJob
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import FACTORIAL, experiment_body
 

@@ -7,7 +7,7 @@ import stat
 import pytest
 from sqlalchemy import text
 
-from experiments.db import SQLITE_BUSY_TIMEOUT_MS, Database, normalise_url
+from experiments.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database, normalise_url
 
 
 def test_sqlite_uses_wal_busy_timeout_and_foreign_keys(tmp_path):

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from experiments.assignment_store import AssignmentStore
-from experiments.db import Database
+from experiments.storage.database import Database
+from experiments.storage.writer import AssignmentStore
 
 
 @pytest.fixture

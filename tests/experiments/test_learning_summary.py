@@ -1,7 +1,7 @@
 """The one-sentence summary of a learning, word by word."""
 
 from experiments.learnings import summary_sentence
-from experiments.models import Learning
+from experiments.storage.tables import Learning
 
 
 def learning(**fields):

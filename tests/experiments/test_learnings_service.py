@@ -11,9 +11,10 @@ from sqlalchemy import update
 from analysis.summary import summarize_binary
 from experiments import learnings
 from experiments import results as results_service
-from experiments.lifecycle import get_experiment, start_experiment
-from experiments.models import AllocationPeriod, AnalysisJob, ArmStats, Experiment
+from experiments.lifecycle import start_experiment
 from experiments.results import metric_strata
+from experiments.storage.repository import get_experiment
+from experiments.storage.tables import AllocationPeriod, AnalysisJob, ArmStats, Experiment
 from tests.utils.factories import FACTORIAL, make_experiment
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

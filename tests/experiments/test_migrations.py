@@ -6,8 +6,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-from experiments import migrate
-from experiments.db import Database
+from experiments.storage import migrate
+from experiments.storage.database import Database
 from tests.conftest import create_postgres_database
 from tests.utils.factories import make_experiment
 

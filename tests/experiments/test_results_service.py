@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from experiments import results as service
 from experiments.lifecycle import start_experiment
-from experiments.models import AllocationPeriod, ArmStats, Experiment
+from experiments.storage.tables import AllocationPeriod, ArmStats, Experiment
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import experiment_body, make_experiment
 

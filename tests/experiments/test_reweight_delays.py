@@ -8,10 +8,10 @@ import pytest
 
 from bandits.delays import failure_shares
 from bandits.policies import BetaArms, prob_best
-from experiments import reweight
+from experiments.allocation import reweight
+from experiments.allocation.reweight import arm_counts
+from experiments.assignment.snapshot import load_snapshot
 from experiments.lifecycle import start_experiment
-from experiments.reweight import arm_counts
-from experiments.runtime import load_runtime
 from experiments.spec import OTHER_SEGMENT
 from tests.utils.assignments import start
 from tests.utils.delays import (
@@ -61,7 +61,7 @@ def test_young_units_are_partial_failures_and_closed_windows_full_ones(client, k
 
     segments = [OTHER_SEGMENT]
     with database.session() as session:
-        runtime = load_runtime(session=session, key="renewal-reminder")
+        runtime = load_snapshot(session=session, key="renewal-reminder")
         young = arm_counts(
             session=session, runtime=runtime, segments=segments, now=T0 + timedelta(hours=1)
         )
@@ -105,7 +105,7 @@ def test_the_delay_sample_is_chosen_at_assignment_not_by_conversion_time(databas
         units, now = stored_aa_test(session, "aa", seed=1)
     seen = int(units.seen(units.hours).sum())
     with database.session() as session:
-        runtime = load_runtime(session=session, key="aa")
+        runtime = load_snapshot(session=session, key="aa")
         delay = reweight.delay_distribution(
             session=session, runtime=runtime, metric="renewed", now=now, conversions=seen
         )
@@ -138,7 +138,7 @@ def test_an_aa_bandit_weighs_a_lately_favoured_arm_as_the_true_delays_would(data
         with database.session(write=True) as session:
             units, now = stored_aa_test(session, f"aa-{seed}", seed)
         with database.session() as session:
-            runtime = load_runtime(session=session, key=f"aa-{seed}")
+            runtime = load_snapshot(session=session, key=f"aa-{seed}")
             weights = reweight.compute_weights(session=session, runtime=runtime, now=now)
         favoured.append(weights[OTHER_SEGMENT][FAVOURED])
         oracle.append(oracle_prob_best(units))

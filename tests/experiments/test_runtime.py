@@ -1,4 +1,4 @@
-"""RuntimeCache: on the real clock an entry is trusted for its ttl, with no query (the
+"""SnapshotCache: on the real clock an entry is trusted for its ttl, with no query (the
 single-assignment hot path); a request on a simulated clock re-checks the stamp every time."""
 
 from contextlib import contextmanager
@@ -6,8 +6,8 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event
 
+from experiments.assignment.snapshot import SnapshotCache
 from experiments.lifecycle import pause_experiment, start_experiment
-from experiments.runtime import RuntimeCache
 from tests.utils.factories import FACTORIAL, make_experiment
 
 KEY = FACTORIAL["key"]
@@ -35,7 +35,7 @@ def cached(database):
     with database.session(write=True) as session:
         make_experiment(session, FACTORIAL)
         start_experiment(session=session, key=KEY)
-    cache = RuntimeCache(ttl=60)
+    cache = SnapshotCache(ttl=60)
     return cache, cache.get(database=database, key=KEY)
 
 

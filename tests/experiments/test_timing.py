@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from experiments.assignment.timing import next_local_time, send_at, zone
 from experiments.errors import InvalidSpec
 from experiments.spec import QuietHours
-from experiments.timing import next_local_time, send_at, zone
 
 NEW_YORK = zone("America/New_York")
 PARIS = zone("Europe/Paris")

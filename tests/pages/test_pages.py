@@ -3,7 +3,7 @@
 import pytest
 from sqlmodel import Session
 
-from experiments.models import AnalysisJob
+from experiments.storage.tables import AnalysisJob
 from tests.pages.conftest import csrf_of, sign_in
 from tests.utils.assignments import assign_batch, set_conversions, start
 from tests.utils.factories import FACTORIAL, experiment_body

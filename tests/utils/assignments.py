@@ -3,7 +3,7 @@
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from experiments.models import ArmStats, Experiment
+from experiments.storage.tables import ArmStats, Experiment
 
 
 def start(client, keys, body) -> dict:

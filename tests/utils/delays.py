@@ -9,16 +9,16 @@ import numpy as np
 from sqlalchemy import insert, update
 from sqlmodel import Session
 
-from experiments.assignment import new_ids
+from experiments.assignment.assign import new_ids
 from experiments.lifecycle import initial_weights
-from experiments.models import (
+from experiments.spec import OTHER_SEGMENT
+from experiments.storage.tables import (
     AllocationPeriod,
     ArmStats,
     Assignment,
     Experiment,
     UnitMetric,
 )
-from experiments.spec import OTHER_SEGMENT
 
 HOUR = 3600.0
 

@@ -5,8 +5,8 @@ import copy
 from sqlmodel import Session
 
 from experiments.lifecycle import create_experiment
-from experiments.models import Experiment
 from experiments.spec import ExperimentSpec
+from experiments.storage.tables import Experiment
 
 ONBOARDING = {
     "key": "onboarding-nudge",

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import NamedTuple, TypeVar
 
-from experiments.db import Database
+from experiments.storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -411,7 +411,7 @@ class AssignmentStore:
             cursor = connection.cursor()
             if not self.postgres:
                 # IMMEDIATE: take the write lock now, so that nobody stores the same new unit
-                # between our look-up and our insert (see experiments/db.py).
+                # between our look-up and our insert (see experiments/storage/database.py).
                 cursor.execute("BEGIN IMMEDIATE")
             yield _Transaction(cursor, self.postgres)
             connection.commit()

@@ -17,21 +17,15 @@ from sqlmodel import Session
 
 from bandits.delays import DelayDistribution, failure_shares
 from bandits.policies import ThompsonSampling, cap_arms, exclude_arms, segment_weights
-from experiments.db import Database
+from experiments.assignment.snapshot import ExperimentSnapshot, SnapshotCache, load_snapshot
+from experiments.clock import as_utc, utcnow
 from experiments.errors import Conflict
-from experiments.lifecycle import get_experiment, new_seed
-from experiments.models import (
-    AllocationPeriod,
-    ArmStats,
-    Experiment,
-    Metric,
-    UnitMetric,
-    as_utc,
-    utcnow,
-)
+from experiments.lifecycle import new_seed
 from experiments.results import prior_arms, tripped_guardrails
-from experiments.runtime import Runtime, RuntimeCache, load_runtime
 from experiments.spec import HOLDOUT_ARM, OTHER_SEGMENT
+from experiments.storage.database import Database
+from experiments.storage.repository import get_experiment
+from experiments.storage.tables import AllocationPeriod, ArmStats, Experiment, Metric, UnitMetric
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +41,13 @@ PRIOR_PSEUDO_UNITS = 10.0
 # few enough to read at every reweight.
 DELAY_SAMPLE = 20_000
 # The digits of an assignment id that choose the units in that sample: six of the random ones
-# after its 12 hex digits of time (experiments/assignment.py, `new_ids`), 1-based as in SQL.
+# after its 12 hex digits of time (experiments/assignment/assign.py, `new_ids`), 1-based as in SQL.
 SAMPLE_DIGITS_FROM, SAMPLE_DIGITS = 13, 6
 
 
 def maybe_reweight(
-    *, database: Database, cache: RuntimeCache, runtime: Runtime, now: datetime
-) -> Runtime:
+    *, database: Database, cache: SnapshotCache, runtime: ExperimentSnapshot, now: datetime
+) -> ExperimentSnapshot:
     """Reweight if a scheduled reweight is due and this request wins the claim on it."""
     if (
         runtime.allocation != "thompson"
@@ -90,7 +84,7 @@ def maybe_reweight(
 
 
 def reweight(
-    *, database: Database, cache: RuntimeCache, key: str, now: datetime | None = None
+    *, database: Database, cache: SnapshotCache, key: str, now: datetime | None = None
 ) -> AllocationPeriod:
     """Reweight now, on demand. Conflict if the experiment cannot be reweighted yet, or if
     another reweight opened a period while this one computed its weights.
@@ -106,7 +100,7 @@ def reweight(
             raise Conflict(
                 f"Experiment '{key}' is {experiment.status}: only a running one reweights."
             )
-        runtime = load_runtime(session=session, key=key)
+        runtime = load_snapshot(session=session, key=key)
         weights = compute_weights(session=session, runtime=runtime, now=now, explain=True)
     with database.session(write=True) as session:
         period = _open_period(session, runtime, weights, now)
@@ -121,7 +115,7 @@ def reweight(
 
 
 def compute_weights(
-    *, session: Session, runtime: Runtime, now: datetime, explain: bool = False
+    *, session: Session, runtime: ExperimentSnapshot, now: datetime, explain: bool = False
 ) -> dict[str, dict[str, float]] | None:
     """Next period's weights per segment; None (or Conflict, if `explain`) while some arm has
     fewer than `min_units_per_arm` units."""
@@ -199,7 +193,7 @@ def thompson_weights(
 
 
 def arm_counts(
-    *, session: Session, runtime: Runtime, segments: list[str], now: datetime
+    *, session: Session, runtime: ExperimentSnapshot, segments: list[str], now: datetime
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(successes, trials, delay-aware trials) of the primary metric, each of shape
     (segments, variants), over all periods.
@@ -262,7 +256,7 @@ def arm_counts(
 
 
 def _age_ranges(
-    session: Session, runtime: Runtime, rows: list, now: datetime, window: float
+    session: Session, runtime: ExperimentSnapshot, rows: list, now: datetime, window: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """(youngest, oldest) age of each arm_stats row's units, in seconds at `now`.
 
@@ -293,7 +287,7 @@ def _age_ranges(
 
 
 def delay_distribution(
-    *, session: Session, runtime: Runtime, metric: str, now: datetime, conversions: int
+    *, session: Session, runtime: ExperimentSnapshot, metric: str, now: datetime, conversions: int
 ) -> DelayDistribution:
     """The metric's delay distribution, fitted from the conversions of a random share of the
     units, about DELAY_SAMPLE conversions of the `conversions` seen so far.
@@ -328,7 +322,7 @@ def delay_distribution(
 
 
 def _open_period(
-    session: Session, runtime: Runtime, weights: dict, now: datetime
+    session: Session, runtime: ExperimentSnapshot, weights: dict, now: datetime
 ) -> AllocationPeriod:
     """The next period, opened only if no other worker opened it first (else Conflict).
 

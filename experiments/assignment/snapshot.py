@@ -1,12 +1,12 @@
 """What assigning needs to know about an experiment, loaded once and cached for a moment.
 
-The hot path must not read five tables per request. A `Runtime` is an immutable snapshot of an
-experiment, its variants, segments, metrics and current allocation period; `RuntimeCache`
-keeps it per process for `ttl` seconds. On the real clock staleness is safe: an assignment
-records the period and weight it actually used, and anything that changes state (a reweight
-claimed elsewhere, a pause) is re-checked in SQL or seen within `ttl`. A simulated clock is
-not: it runs days in a second of real time, so its requests re-check the stamp every time
-(`revalidate`).
+The hot path must not read five tables per request. An `ExperimentSnapshot` is an immutable
+copy of an experiment, its variants, segments, metrics and current allocation period;
+`SnapshotCache` keeps it per process for `ttl` seconds. On the real clock staleness is safe:
+an assignment records the period and weight it actually used, and anything that changes state
+(a reweight claimed elsewhere, a pause) is re-checked in SQL or seen within `ttl`. A simulated
+clock is not: it runs days in a second of real time, so its requests re-check the stamp every
+time (`revalidate`).
 """
 
 import threading
@@ -19,11 +19,12 @@ from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
-from experiments.db import Database
-from experiments.lifecycle import get_experiment
-from experiments.models import AllocationPeriod, Experiment, as_utc
-from experiments.segmentation import prepared
+from experiments.assignment.segmentation import prepared
+from experiments.clock import as_utc
 from experiments.spec import OTHER_SEGMENT, QuietHours
+from experiments.storage.database import Database
+from experiments.storage.repository import get_experiment
+from experiments.storage.tables import AllocationPeriod, Experiment
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,15 @@ class VariantInfo:
 
 @dataclass(frozen=True)
 class SegmentWeights:
-    """One segment's weights in a period, aligned with Runtime.variants (plain lists: the hot
-    path picks one unit at a time, where numpy's per-call overhead dominates)."""
+    """One segment's weights in a period, aligned with ExperimentSnapshot.variants (plain lists:
+    the hot path picks one unit at a time, where numpy's per-call overhead dominates)."""
 
     weights: list[float]
     cumulative: list[float]
 
 
 @dataclass(frozen=True)
-class Runtime:
+class ExperimentSnapshot:
     experiment_id: int
     key: str
     status: str
@@ -77,7 +78,7 @@ class Runtime:
         return self.variants[self.variant_index[key]]
 
 
-def load_runtime(*, session: Session, key: str) -> Runtime:
+def load_snapshot(*, session: Session, key: str) -> ExperimentSnapshot:
     experiment = get_experiment(session=session, key=key)
     period = None
     if experiment.current_period:
@@ -87,10 +88,10 @@ def load_runtime(*, session: Session, key: str) -> Runtime:
                 AllocationPeriod.number == experiment.current_period,
             )
         ).first()
-    return build_runtime(experiment, period)
+    return build_snapshot(experiment, period)
 
 
-def build_runtime(experiment: Experiment, period: AllocationPeriod | None) -> Runtime:
+def build_snapshot(experiment: Experiment, period: AllocationPeriod | None) -> ExperimentSnapshot:
     variants = tuple(VariantInfo(v.key, v.factors, v.payload) for v in experiment.variants)
     index = {v.key: i for i, v in enumerate(variants)}
     declared = np.array([v.weight for v in experiment.variants], dtype=float)
@@ -107,7 +108,7 @@ def build_runtime(experiment: Experiment, period: AllocationPeriod | None) -> Ru
     quiet = None
     if experiment.quiet_hours_start is not None:
         quiet = QuietHours(experiment.quiet_hours_start, experiment.quiet_hours_end)
-    return Runtime(
+    return ExperimentSnapshot(
         experiment_id=experiment.id,
         key=experiment.key,
         status=experiment.status,
@@ -136,23 +137,23 @@ def build_runtime(experiment: Experiment, period: AllocationPeriod | None) -> Ru
     )
 
 
-class RuntimeCache:
-    """Runtimes per experiment key. After `ttl` seconds (0: at every use) an entry is checked
+class SnapshotCache:
+    """Snapshots per experiment key. After `ttl` seconds (0: at every use) an entry is checked
     against the experiment's row with one small query, and rebuilt only if the row changed.
 
-    Why: rebuilding a Runtime (the experiment with its variants, segments, metrics and period)
-    takes milliseconds of Python while holding the GIL; once a second per worker it showed in
-    the p99 latency of every request in flight. The stamp covers everything that can change
-    while an experiment runs: status, winner, current period (a reweight), the next reweight
+    Why: rebuilding an ExperimentSnapshot (the experiment with its variants, segments, metrics
+    and period) takes milliseconds of Python while holding the GIL; once a second per worker it
+    showed in the p99 latency of every request in flight. The stamp covers everything that can
+    change while an experiment runs: status, winner, current period (a reweight), the next reweight
     time and `updated_at`; variants, segments and metrics never change after creation.
     """
 
     def __init__(self, ttl: float = 1.0):
         self.ttl = ttl
-        self._entries: dict[str, tuple[float, Runtime, tuple]] = {}
+        self._entries: dict[str, tuple[float, ExperimentSnapshot, tuple]] = {}
         self._lock = threading.Lock()
 
-    def get(self, *, database: Database, key: str, revalidate: bool = False) -> Runtime:
+    def get(self, *, database: Database, key: str, revalidate: bool = False) -> ExperimentSnapshot:
         """The experiment's runtime; `revalidate`: check the stamp whatever the entry's age.
 
         Requests on a simulated clock (an admin's `now`) revalidate: seconds of real time are
@@ -169,7 +170,7 @@ class RuntimeCache:
                 self._entries[key] = (now, entry[1], stamp)
             return entry[1]
         with database.session() as session:
-            runtime = load_runtime(session=session, key=key)
+            runtime = load_snapshot(session=session, key=key)
         with self._lock:
             self._entries[key] = (now, runtime, stamp)
         return runtime

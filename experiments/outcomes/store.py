@@ -1,5 +1,5 @@
 """Storage of outcome events, in plain DB-API calls inside the hot path's write transaction
-(see experiments/assignment_store.py), in SQLite's and PostgreSQL's dialects.
+(see experiments/storage/writer.py), in SQLite's and PostgreSQL's dialects.
 
 One transaction per request (grouped with other requests' by the store): insert the events
 (the unique event_id decides which are new), add the new attributed ones to each assignment's
@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from experiments.assignment_store import memoized_sqlite_time, values_statements
+from experiments.storage.writer import memoized_sqlite_time, values_statements
 
 OUTCOME_COLUMNS = (
     "event_id",

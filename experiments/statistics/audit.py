@@ -1,7 +1,7 @@
 """Sufficient statistics rebuilt from raw rows.
 
 The hot paths keep `arm_stats` and `unit_metric` up to date as assignments and outcomes arrive
-(experiments/assignment_store.py, experiments/outcome_store.py). This recomputes both from the
+(experiments/storage/writer.py, experiments/outcomes/store.py). This recomputes both from the
 `assignment` and `outcome` tables, for an audit (`kairos stats check`), a repair
 (`kairos stats rebuild`), or after a change of the rules.
 """
@@ -11,16 +11,9 @@ import math
 from sqlalchemy import case, delete, func, insert, select
 from sqlmodel import Session
 
-from experiments.models import (
-    ArmStats,
-    Assignment,
-    Experiment,
-    Metric,
-    Outcome,
-    UnitMetric,
-    as_utc,
-)
+from experiments.clock import as_utc
 from experiments.spec import HOLDOUT_ARM
+from experiments.storage.tables import ArmStats, Assignment, Experiment, Metric, Outcome, UnitMetric
 
 ArmKey = tuple[int, str, str, str]  # (period, segment, variant, metric)
 

@@ -7,7 +7,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from experiments.db import Database
+from experiments.storage.database import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The full-text index of learnings (SQLite: an FTS5 table and its shadow tables; PostgreSQL: a

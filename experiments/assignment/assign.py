@@ -15,15 +15,15 @@ from datetime import datetime
 from functools import lru_cache
 
 from bandits.hashing import bucket, pick
-from experiments.assignment_store import AssignmentStore
-from experiments.db import Database
+from experiments.allocation.reweight import maybe_reweight
+from experiments.assignment.segmentation import segment_of
+from experiments.assignment.snapshot import ExperimentSnapshot, SnapshotCache
+from experiments.assignment.timing import send_at, zone
+from experiments.clock import utcnow
 from experiments.errors import Conflict
-from experiments.models import utcnow
-from experiments.reweight import maybe_reweight
-from experiments.runtime import Runtime, RuntimeCache
-from experiments.segmentation import segment_of
 from experiments.spec import HOLDOUT_ARM
-from experiments.timing import send_at, zone
+from experiments.storage.database import Database
+from experiments.storage.writer import AssignmentStore
 
 MAX_BATCH = 10_000
 
@@ -75,7 +75,7 @@ def _zone(name: str):
 def assign(
     *,
     database: Database,
-    cache: RuntimeCache,
+    cache: SnapshotCache,
     experiment_key: str,
     units: list[UnitRequest],
     now: datetime | None = None,
@@ -83,7 +83,7 @@ def assign(
     """Assign every unit (answers in request order), storing new assignments in bulk.
 
     It takes the database rather than a session: it runs its own short transaction on the
-    driver connection (see experiments/assignment_store.py).
+    driver connection (see experiments/storage/writer.py).
     """
     # A simulated clock sees every period opened before it, whichever node opened it: its
     # requests re-check the experiment's stamp rather than trust the cache's time to live.
@@ -147,7 +147,7 @@ def assign(
 
 
 def _decide(
-    runtime: Runtime,
+    runtime: ExperimentSnapshot,
     units: list[UnitRequest],
     segments: list[str],
     zones: list,
@@ -214,7 +214,7 @@ class _SendTimes:
     """send_at per (variant, time zone) for one request: a batch has one `now`, few variants
     and few zones, so each distinct time is computed once."""
 
-    def __init__(self, runtime: Runtime, now: datetime):
+    def __init__(self, runtime: ExperimentSnapshot, now: datetime):
         self.runtime = runtime
         self.now = now
         self.memo: dict = {}
@@ -229,7 +229,9 @@ class _SendTimes:
         return self.memo[key]
 
 
-def _answer(runtime: Runtime, unit_id: str, row: dict, at: datetime | None) -> AssignmentAnswer:
+def _answer(
+    runtime: ExperimentSnapshot, unit_id: str, row: dict, at: datetime | None
+) -> AssignmentAnswer:
     variant = row["variant"]
     info = runtime.variant(variant) if variant else None
     # Positional: one answer per unit of every batch, and keywords cost a third more.
@@ -249,7 +251,7 @@ def _answer(runtime: Runtime, unit_id: str, row: dict, at: datetime | None) -> A
     )
 
 
-def _winner_answers(runtime: Runtime, units, zones, now) -> list[AssignmentAnswer]:
+def _winner_answers(runtime: ExperimentSnapshot, units, zones, now) -> list[AssignmentAnswer]:
     """A concluded experiment answers with its winner and logs nothing."""
     info = runtime.variant(runtime.winner or runtime.control)
     send_times = _SendTimes(runtime, now)

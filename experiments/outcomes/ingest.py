@@ -23,19 +23,20 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from experiments.assignment_store import AssignmentStore
-from experiments.db import Database
+from experiments.assignment.snapshot import ExperimentSnapshot, SnapshotCache
+from experiments.clock import utcnow
 from experiments.errors import NotFound
-from experiments.models import Experiment, utcnow
-from experiments.outcome_store import (
+from experiments.outcomes.store import (
     OutcomeRow,
     PreparedOutcomes,
     UnitDelta,
     stored_event_ids,
     write_outcomes,
 )
-from experiments.runtime import Runtime, RuntimeCache
 from experiments.spec import HOLDOUT_ARM
+from experiments.storage.database import Database
+from experiments.storage.tables import Experiment
+from experiments.storage.writer import AssignmentStore
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class _Assigned:
 def ingest(
     *,
     database: Database,
-    cache: RuntimeCache,
+    cache: SnapshotCache,
     events: list[OutcomeEvent],
     now: datetime | None = None,
 ) -> IngestCounts:
@@ -119,8 +120,8 @@ def _stored_event_ids(store: AssignmentStore, event_ids: list[str]) -> set[str]:
         return stored_event_ids(cursor, event_ids, postgres=store.postgres)
 
 
-def _runtimes(database, cache, events) -> dict[str, Runtime | None]:
-    runtimes: dict[str, Runtime | None] = {}
+def _runtimes(database, cache, events) -> dict[str, ExperimentSnapshot | None]:
+    runtimes: dict[str, ExperimentSnapshot | None] = {}
     for key in {e.experiment for e in events if e.experiment}:
         try:
             runtimes[key] = cache.get(database=database, key=key)
@@ -129,7 +130,7 @@ def _runtimes(database, cache, events) -> dict[str, Runtime | None]:
     return runtimes
 
 
-def _runtimes_by_id(database, cache, runtimes, found) -> dict[int, Runtime]:
+def _runtimes_by_id(database, cache, runtimes, found) -> dict[int, ExperimentSnapshot]:
     """Runtimes by experiment id, including those of events that gave only an assignment id."""
     by_id = {r.experiment_id: r for r in runtimes.values() if r is not None}
     missing = {a.experiment_id for a in found["id"].values()} - set(by_id)

@@ -1,11 +1,12 @@
-"""Alembic environment: runs on the connection or URL that `experiments.migrate` hands over."""
+"""Alembic environment: runs on the connection or URL that `experiments.storage.migrate` hands
+over."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import experiments.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from experiments.migrate import include_object
+import experiments.storage.tables  # noqa: F401  (registers every table on SQLModel.metadata)
+from experiments.storage.migrate import include_object
 
 config = context.config
 target_metadata = SQLModel.metadata
