@@ -26,6 +26,7 @@ from experiments.results import segment_variant_counts
 from experiments.storage.database import Database
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AnalysisJob, Experiment
+from experiments.vocabulary import control_index, primary_metric
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,7 @@ def submit(*, session: Session, key: str, method: str, metric: str | None = None
     experiment = get_experiment(session=session, key=key)
     metrics = {m.key: m for m in experiment.metrics}
     if metric is None:
-        metric = next((m.key for m in experiment.metrics if m.role == "primary"), None)
-        metric = metric or experiment.metrics[0].key
+        metric = primary_metric(experiment).key
     problems: dict[str, list[str]] = {}
     if method not in METHODS:
         problems["method"] = [f"Must be one of: {', '.join(METHODS)}."]
@@ -75,7 +75,7 @@ def submit(*, session: Session, key: str, method: str, metric: str | None = None
         problems["metric"] = ["The PyMC models analyse binary metrics."]
     if method == "factorial":
         variants = [dict(v.factors) for v in experiment.variants]
-        control = [v.key for v in experiment.variants].index(experiment.control)
+        control = control_index(experiment)
         problem = factorial_problem(variants, control)
         if problem:
             problems["method"] = [f"Not a factorial design: {problem}"]
@@ -147,7 +147,7 @@ def run(database: Database, job_id: int, settings: JobSettings = JobSettings()) 
             )
             method, metric, key = job.method, job.metric, experiment.key
             factors = [dict(v.factors) for v in experiment.variants]
-            control = variants.index(experiment.control)
+            control = control_index(experiment)
         used = units.sum(axis=1) > 0
         if used.sum() == 0:
             raise ValueError("The experiment has no units yet: there is nothing to analyse.")

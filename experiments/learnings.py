@@ -30,9 +30,9 @@ from analysis.pymc_models import factorial_problem
 from experiments.clock import utcnow
 from experiments.errors import Conflict, InvalidSpec, NotFound
 from experiments.results import metric_strata
-from experiments.spec import ALL_SEGMENT
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AnalysisJob, Experiment, Learning, Metric
+from experiments.vocabulary import ALL_SEGMENT, primary_metric
 
 VARIANT_FACTOR = "variant"
 OWN_DATA_NOTE = (
@@ -741,9 +741,7 @@ def learned_priors(*, session: Session, experiment: Experiment) -> dict | None:
     published baselines) times (1 + pooled lift) of each factor level the variant changes from
     the control, pooled against the same baseline level. A segment the registry has not seen
     uses its evidence for all users; with no baseline at all, there is no learned prior."""
-    primary = next((m.key for m in experiment.metrics if m.role == "primary"), None)
-    if primary is None:
-        return None
+    primary = primary_metric(experiment).key
     control = next(v for v in experiment.variants if v.key == experiment.control)
     units = experiment.prior_units
     answer = {"metric": primary, "units": units, "segments": {}, "evidence": []}

@@ -9,9 +9,10 @@ from sqlmodel import Session, select
 
 from experiments.clock import utcnow
 from experiments.errors import Conflict, InvalidSpec
-from experiments.spec import OTHER_SEGMENT, ExperimentSpec
+from experiments.spec import ExperimentSpec
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AllocationPeriod, Experiment, Metric, Segment, Variant
+from experiments.vocabulary import OTHER_SEGMENT
 
 # action: (the states it may start from, the state it leads to)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {

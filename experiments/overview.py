@@ -11,9 +11,9 @@ from sqlmodel import Session
 from analysis.curves import posterior_curves
 from experiments.errors import NotFound
 from experiments.results import results
-from experiments.spec import ALL_SEGMENT, HOLDOUT_ARM
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AllocationPeriod, AnalysisJob, ApiKey, Assignment, Experiment
+from experiments.vocabulary import ALL_SEGMENT, HOLDOUT_ARM
 
 # Units over time: hourly points over a span up to this, daily points beyond it.
 HOURLY_SPAN = timedelta(days=3)

@@ -30,9 +30,9 @@ from analysis.stratified import cell_shares, sample_ratio_by_cell
 from analysis.summary import ArmSummary, Guardrail, Prior, summarize_binary, summarize_continuous
 from experiments.errors import InvalidSpec
 from experiments.lifecycle import segment_keys
-from experiments.spec import ALL_SEGMENT, HOLDOUT_ARM
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AllocationPeriod, ArmStats, Experiment, Metric
+from experiments.vocabulary import ALL_SEGMENT, HOLDOUT_ARM, control_index, primary_metric
 
 DEFAULT_PRIOR = Prior()
 
@@ -73,7 +73,7 @@ def results(
     `all` is always included."""
     experiment = get_experiment(session=session, key=key)
     metrics = {m.key: m for m in experiment.metrics}
-    primary = _primary(experiment)
+    primary = primary_metric(experiment)
     metric = metric or primary.key
     if metric not in metrics:
         listed = ", ".join(metrics)
@@ -268,10 +268,6 @@ def metrics_of(metrics: list[Metric]) -> list[str]:
     return [m.key for m in metrics]
 
 
-def _primary(experiment: Experiment) -> Metric:
-    return next((m for m in experiment.metrics if m.role == "primary"), experiment.metrics[0])
-
-
 def _prior_answer(binary: bool, layout: Layout, metric: Metric) -> dict:
     priors = layout.priors
     if binary and priors and priors.get("metric") == metric.key:
@@ -319,7 +315,7 @@ def _layout(session: Session, experiment: Experiment) -> Layout:
         periods=periods,
         segments=segments,
         arms=arms,
-        control=variants.index(experiment.control),
+        control=control_index(experiment),
         holdout=len(variants) if experiment.holdout > 0 else None,
         weights=weights,
         priors=experiment.priors if experiment.prior == "learnings" else None,

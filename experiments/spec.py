@@ -14,6 +14,7 @@ from typing import Any
 
 from experiments import bounds
 from experiments.errors import InvalidSpec
+from experiments.vocabulary import RESERVED_SEGMENTS, SUPPRESSED_METRIC
 
 # Anchored for the OpenAPI document (JSON Schema patterns match anywhere); Python code matches
 # them with `fullmatch`, since with `re.match` a `$` also matches before a final newline.
@@ -21,20 +22,6 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 VARIANT_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.,=-]{0,199}$"
 SLUG = re.compile(SLUG_PATTERN)
 VARIANT_KEY = re.compile(VARIANT_KEY_PATTERN)
-
-ALLOCATIONS = ("fixed", "thompson")
-STICKINESS = ("unit", "decision")
-RULE_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in")
-METRIC_TYPES = ("binary", "continuous")
-METRIC_ROLES = ("primary", "secondary", "guardrail")
-STATUSES = ("draft", "running", "paused", "concluded")
-
-ALL_SEGMENT = "all"
-OTHER_SEGMENT = "other"
-RESERVED_SEGMENTS = (ALL_SEGMENT, OTHER_SEGMENT)
-SUPPRESSED_METRIC = "suppressed"
-# The arm that holdout units are counted under; not a valid variant key, so it never collides.
-HOLDOUT_ARM = "(holdout)"
 
 MAX_VARIANTS = 256
 MAX_ATTRIBUTION_WINDOW_HOURS = 24 * 90
@@ -49,7 +36,6 @@ WEIGHT_TOLERANCE = 1e-6
 # (The absolute default it replaces, 0.001, was 20% of a 0.5% rate: every A/A test concluded.)
 DEFAULT_RELATIVE_THRESHOLD_OF_CARING = 0.01
 # `"prior": "learnings"`: the registry's pooled evidence, discounted to this many units per arm.
-PRIORS = ("default", "learnings")
 DEFAULT_PRIOR_UNITS = 100.0
 
 

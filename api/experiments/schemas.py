@@ -7,7 +7,7 @@ domain's, checked by `experiments.spec.ExperimentSpec`.
 from marshmallow import Schema, fields, validate
 
 from api.rules import FullMatch, JsonObject, Moment, Number, identifier, text
-from experiments import bounds, spec
+from experiments import bounds, spec, vocabulary
 
 Slug = FullMatch(
     spec.SLUG_PATTERN,
@@ -25,7 +25,7 @@ def one_of(choices) -> validate.OneOf:
 
 class RuleSchema(Schema):
     attribute = identifier(100, required=True)
-    op = fields.String(required=True, validate=one_of(spec.RULE_OPS))
+    op = fields.String(required=True, validate=one_of(vocabulary.RULE_OPS))
     value = fields.Raw(
         required=True,
         allow_none=False,
@@ -61,8 +61,8 @@ class VariantInSchema(Schema):
 
 class MetricInSchema(Schema):
     key = fields.String(required=True, validate=Slug)
-    type = fields.String(load_default="binary", validate=one_of(spec.METRIC_TYPES))
-    role = fields.String(load_default="secondary", validate=one_of(spec.METRIC_ROLES))
+    type = fields.String(load_default="binary", validate=one_of(vocabulary.METRIC_TYPES))
+    role = fields.String(load_default="secondary", validate=one_of(vocabulary.METRIC_ROLES))
     margin = Number(
         allow_none=True,
         validate=validate.Range(min=0, max=bounds.MAX_OUTCOME_VALUE),
@@ -88,8 +88,8 @@ class ExperimentInSchema(Schema):
     key = fields.String(required=True, validate=Slug)
     name = text(200, 1)
     hypothesis = text(5000)
-    allocation = fields.String(load_default="fixed", validate=one_of(spec.ALLOCATIONS))
-    stickiness = fields.String(load_default="unit", validate=one_of(spec.STICKINESS))
+    allocation = fields.String(load_default="fixed", validate=one_of(vocabulary.ALLOCATIONS))
+    stickiness = fields.String(load_default="unit", validate=one_of(vocabulary.STICKINESS))
     factors = fields.Dict(
         keys=fields.String(validate=Slug),
         values=fields.List(
@@ -124,7 +124,7 @@ class ExperimentInSchema(Schema):
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
     bandit = fields.Nested(BanditSchema, allow_none=True)
     prior = fields.String(
-        validate=one_of(spec.PRIORS),
+        validate=one_of(vocabulary.PRIORS),
         metadata={
             "description": "'learnings': start the bandit and the results from the registry's "
             "pooled evidence (default: Beta(1, 1))."
@@ -184,7 +184,7 @@ class ExperimentSchema(Schema):
     key = fields.String()
     name = fields.String()
     hypothesis = fields.String()
-    status = fields.String(metadata={"enum": list(spec.STATUSES)})
+    status = fields.String(metadata={"enum": list(vocabulary.STATUSES)})
     allocation = fields.String()
     stickiness = fields.String()
     control = fields.String()
@@ -242,7 +242,7 @@ class ExperimentSchema(Schema):
 
 
 class ExperimentQuerySchema(Schema):
-    status = fields.String(validate=one_of(spec.STATUSES))
+    status = fields.String(validate=one_of(vocabulary.STATUSES))
 
 
 class NoFieldsSchema(Schema):

@@ -32,8 +32,8 @@ from experiments.analysis_jobs import submit
 from experiments.errors import KairosError
 from experiments.learnings import EXPORT_FIELDS, Filters
 from experiments.results import results
-from experiments.spec import ALL_SEGMENT, STATUSES
 from experiments.storage import repository
+from experiments.vocabulary import ALL_SEGMENT, STATUSES
 
 bp = Blueprint(
     "pages",

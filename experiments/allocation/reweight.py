@@ -22,10 +22,10 @@ from experiments.clock import as_utc, utcnow
 from experiments.errors import Conflict
 from experiments.lifecycle import new_seed
 from experiments.results import prior_arms, tripped_guardrails
-from experiments.spec import HOLDOUT_ARM, OTHER_SEGMENT
 from experiments.storage.database import Database
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AllocationPeriod, ArmStats, Experiment, Metric, UnitMetric
+from experiments.vocabulary import HOLDOUT_ARM, OTHER_SEGMENT
 
 log = logging.getLogger(__name__)
 

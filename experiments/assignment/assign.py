@@ -21,9 +21,9 @@ from experiments.assignment.snapshot import ExperimentSnapshot, SnapshotCache
 from experiments.assignment.timing import send_at, zone
 from experiments.clock import utcnow
 from experiments.errors import Conflict
-from experiments.spec import HOLDOUT_ARM
 from experiments.storage.database import Database
 from experiments.storage.writer import AssignmentStore
+from experiments.vocabulary import HOLDOUT_ARM
 
 MAX_BATCH = 10_000
 

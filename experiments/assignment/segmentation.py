@@ -4,7 +4,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from experiments.spec import OTHER_SEGMENT
+from experiments.vocabulary import OTHER_SEGMENT
 
 _COMPARE = {
     "lt": operator.lt,

@@ -21,10 +21,11 @@ from sqlmodel import Session, select
 
 from experiments.assignment.segmentation import prepared
 from experiments.clock import as_utc
-from experiments.spec import OTHER_SEGMENT, QuietHours
+from experiments.spec import QuietHours
 from experiments.storage.database import Database
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AllocationPeriod, Experiment
+from experiments.vocabulary import OTHER_SEGMENT
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,10 @@ from experiments.outcomes.store import (
     stored_event_ids,
     write_outcomes,
 )
-from experiments.spec import HOLDOUT_ARM
 from experiments.storage.database import Database
 from experiments.storage.tables import Experiment
 from experiments.storage.writer import AssignmentStore
+from experiments.vocabulary import HOLDOUT_ARM
 
 log = logging.getLogger(__name__)
 

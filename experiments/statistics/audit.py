@@ -12,8 +12,8 @@ from sqlalchemy import case, delete, func, insert, select
 from sqlmodel import Session
 
 from experiments.clock import as_utc
-from experiments.spec import HOLDOUT_ARM
 from experiments.storage.tables import ArmStats, Assignment, Experiment, Metric, Outcome, UnitMetric
+from experiments.vocabulary import HOLDOUT_ARM
 
 ArmKey = tuple[int, str, str, str]  # (period, segment, variant, metric)
 

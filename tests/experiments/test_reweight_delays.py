@@ -12,7 +12,7 @@ from experiments.allocation import reweight
 from experiments.allocation.reweight import arm_counts
 from experiments.assignment.snapshot import load_snapshot
 from experiments.lifecycle import start_experiment
-from experiments.spec import OTHER_SEGMENT
+from experiments.vocabulary import OTHER_SEGMENT
 from tests.utils.assignments import start
 from tests.utils.delays import (
     HOUR,

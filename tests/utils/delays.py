@@ -11,7 +11,6 @@ from sqlmodel import Session
 
 from experiments.assignment.assign import new_ids
 from experiments.lifecycle import initial_weights
-from experiments.spec import OTHER_SEGMENT
 from experiments.storage.tables import (
     AllocationPeriod,
     ArmStats,
@@ -19,6 +18,7 @@ from experiments.storage.tables import (
     Experiment,
     UnitMetric,
 )
+from experiments.vocabulary import OTHER_SEGMENT
 
 HOUR = 3600.0
 
