@@ -226,6 +226,19 @@ def test_the_list_filters_by_status_and_text(signed_in, running, client, keys):
     assert "1 experiment." in html
 
 
+def test_a_long_list_pages_and_its_links_keep_the_filters(signed_in, client, keys):
+    for i in range(26):
+        body = experiment_body(key=f"nudge-{i:02d}", name=f"Nudge {i}")
+        assert client.post("/v1/experiments", json=body, headers=keys["manage"]).status_code == 201
+    page = signed_in("read")
+    first = page.get("/ui/experiments?status=draft&q=nudge").text
+    assert "page 1 of 2" in first and "Previous" not in first
+    assert "/ui/experiments?page=2&amp;status=draft&amp;q=nudge" in first
+    second = page.get("/ui/experiments?status=draft&q=nudge&page=2").text
+    assert "page 2 of 2" in second and "Next" not in second
+    assert "/ui/experiments?page=1&amp;status=draft&amp;q=nudge" in second
+
+
 def test_the_experiment_page_shows_design_results_and_plots(signed_in, running, database):
     converted(database, {"morning-push": 0.05, "evening-email": 0.15})
     html = signed_in("read").get(f"/ui/experiments/{running}").text
