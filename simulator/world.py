@@ -31,6 +31,7 @@ MEAN_DELAY_HOURS = 6.0
 
 
 def variant_key(levels: dict) -> str:
+    """The variant's key as Kairos names it: `timing=morning,tone=friendly,channel=email`."""
     return ",".join(f"{name}={levels[name]}" for name in FACTORS)
 
 
@@ -38,6 +39,7 @@ VARIANTS = [dict(zip(FACTORS, combo, strict=True)) for combo in product(*FACTORS
 
 
 def true_rate(segment: str, levels: dict) -> float:
+    """The segment's true 72-hour activation rate under these factor levels."""
     rate = BASE[segment]
     for level in levels.values():
         rate *= EFFECTS[segment].get(level, 1.0)
@@ -45,6 +47,8 @@ def true_rate(segment: str, levels: dict) -> float:
 
 
 def experiment_body(key: str) -> dict:
+    """The experiment over this world's factors, its segments' rules matching `new_user`'s
+    attributes."""
     control = {"timing": "morning", "tone": "friendly", "channel": "email"}
     return {
         "key": key,

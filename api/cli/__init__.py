@@ -40,5 +40,10 @@ def main():
     """
 
 
-for command in (serve, worker, db, keys, stats, learnings_group, simulate):
-    main.add_command(command)
+main.add_command(serve)
+main.add_command(worker)
+main.add_command(db)
+main.add_command(keys)
+main.add_command(stats)
+main.add_command(learnings_group)
+main.add_command(simulate)
