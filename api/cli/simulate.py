@@ -3,9 +3,6 @@ package) drives a running Kairos over HTTP and prints what the bandit learned.""
 
 import click
 
-from simulator import run
-from simulator.client import KairosClient, SimulationError
-
 
 @click.command()
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="A running Kairos.")
@@ -36,6 +33,9 @@ def simulate(url: str, token: str, experiment: str, hours: int, users_per_hour: 
     Run it again to continue the experiment: new users, on a simulated clock that starts after
     the experiment's.
     """
+    from simulator import run
+    from simulator.client import KairosClient, SimulationError
+
     if not token.isascii() or not token.isprintable() or " " in token:
         # An HTTP header cannot carry it (urllib would fail with a traceback): most likely
         # the README's placeholder, pasted as is.
