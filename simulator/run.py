@@ -1,116 +1,41 @@
-"""`kairos simulate`: a journey engine in a box, driving a running Kairos over HTTP.
+"""One run of the simulation: the hourly loop, the tally of what it sent, and the report.
 
-Synthetic users arrive every simulated hour, in three segments whose true response to timing,
-tone and channel the simulator knows. It asks Kairos for their message (batch assignments on
-a simulated clock, so the bandit reweights as the hours pass), decides who converts and when
-(delays within the attribution window), reports the conversions when they happen and the
-sends a frequency cap suppressed, and at the end compares what the bandit did with an oracle
-that knew the best message per segment and with a uniform split.
+Each simulated hour, `simulate` draws the hour's users from the world, asks Kairos for their
+messages (one batch assignment on the simulated clock, so the bandit reweights as the hours
+pass), tallies what each user was sent and what it cost against the best message, and reports
+the conversions and suppressions that have happened by the hour's end. At the end it prints the
+regret against an oracle and a uniform split, what Kairos's results say, and what the learnings
+registry learned once the run publishes the experiment's learnings.
 
 Run it again and it continues: the same seed gives users who behave the same way, but each run
 names its users afresh (a unit keeps its first variant, so reused names would only replay the
 first run's answers), and its simulated clock starts after the experiment's.
 """
 
-import json
-import math
 import random
 import secrets
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import product
 
-FACTORS = {
-    "timing": ["morning", "evening"],
-    "tone": ["friendly", "urgent"],
-    "channel": ["email", "push"],
-}
-# True 72-hour activation rates: a base per segment, times an effect per factor level.
-BASE = {"newcomers": 0.05, "power-users": 0.08, "other": 0.03}
-EFFECTS = {
-    "newcomers": {"push": 1.5, "morning": 1.1, "urgent": 0.85},
-    "power-users": {"email": 1.3, "evening": 1.2, "friendly": 1.1},
-    "other": {"friendly": 1.2, "push": 1.1},
-}
-SEGMENT_MIX = {"newcomers": 0.4, "power-users": 0.25, "other": 0.35}
-PUSH_CAPPED = 0.03  # share of push sends a frequency cap suppresses
-MEAN_DELAY_HOURS = 6.0
-
-
-def variant_key(levels: dict) -> str:
-    return ",".join(f"{name}={levels[name]}" for name in FACTORS)
-
-
-VARIANTS = [dict(zip(FACTORS, combo, strict=True)) for combo in product(*FACTORS.values())]
-
-
-def true_rate(segment: str, levels: dict) -> float:
-    rate = BASE[segment]
-    for level in levels.values():
-        rate *= EFFECTS[segment].get(level, 1.0)
-    return rate
-
-
-def experiment_body(key: str) -> dict:
-    control = {"timing": "morning", "tone": "friendly", "channel": "email"}
-    return {
-        "key": key,
-        "name": "Simulated onboarding nudge",
-        "hypothesis": "Timing, tone and channel matter differently for each segment.",
-        "allocation": "thompson",
-        "factors": FACTORS,
-        "control": variant_key(control),
-        "segments": [
-            {
-                "key": "newcomers",
-                "rule": {"attribute": "days_since_signup", "op": "lt", "value": 14},
-            },
-            {
-                "key": "power-users",
-                "rule": {"attribute": "sessions_per_week", "op": "gte", "value": 5},
-            },
-        ],
-        "metrics": [{"key": "activated", "type": "binary", "role": "primary"}],
-        "attribution_window_hours": 72,
-        "holdout": 0.05,
-        "bandit": {"update_every_seconds": 3600, "min_weight": 0.02, "min_units_per_arm": 30},
-    }
-
-
-class Api:
-    def __init__(self, base: str, token: str):
-        self.base = base.rstrip("/")
-        self.token = token
-
-    def call(self, method: str, path: str, body=None, ok=(200, 201, 202)) -> tuple[int, dict]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            payload = json.loads(error.read() or b"null")
-            if error.code in ok:
-                return error.code, payload
-            message = (payload or {}).get("message", "")
-            raise SimulationError(f"{method} {path} → {error.code}: {message}") from None
-        except urllib.error.URLError as error:
-            raise SimulationError(
-                f"Kairos is not reachable at {self.base}: {error.reason}"
-            ) from None
-
-
-class SimulationError(Exception):
-    pass
+from simulator.client import KairosClient, SimulationError
+from simulator.world import (
+    BASE,
+    PUSH_CAPPED,
+    VARIANTS,
+    conversion_delay,
+    experiment_body,
+    new_user,
+    true_rate,
+    variant_key,
+)
 
 
 @dataclass
 class Tally:
+    """What a run sent and drew: units and conversions per (segment, variant), the regret of
+    Kairos's choices and of a uniform split, and the latest weights per segment."""
+
     units: dict = field(default_factory=lambda: defaultdict(int))
     conversions: dict = field(default_factory=lambda: defaultdict(int))
     regret: float = 0.0
@@ -119,7 +44,7 @@ class Tally:
 
 
 def simulate(
-    api: Api,
+    client: KairosClient,
     *,
     key: str = "simulated-onboarding",
     hours: int = 48,
@@ -133,7 +58,7 @@ def simulate(
     experiment's clock, see _clock_after); `run` names this run's users (default: random)."""
     rng = random.Random(seed)
     run = run or secrets.token_hex(3)
-    experiment = _ensure_experiment(api, key, echo)
+    experiment = _ensure_experiment(client, key, echo)
     clock = start or _clock_after(experiment)
     end = clock + timedelta(hours=hours)
     echo(
@@ -147,8 +72,8 @@ def simulate(
     event_number = 0
     for hour in range(hours):
         now = clock + timedelta(hours=hour)
-        users = [_user(rng, f"sim-{run}-{hour}-{i}") for i in range(users_per_hour)]
-        _, answer = api.call(
+        users = [new_user(rng, f"sim-{run}-{hour}-{i}") for i in range(users_per_hour)]
+        _, answer = client.call(
             "POST",
             "/v1/assignments/batch",
             {"experiment": key, "units": users, "now": now.isoformat()},
@@ -168,10 +93,10 @@ def simulate(
             if levels["channel"] == "push" and rng.random() < PUSH_CAPPED:
                 pending.append((now, _event(event_number, sent, "suppressed", now)))
             if rng.random() < rate:
-                delay = _delay(rng)
+                delay = conversion_delay(rng)
                 pending.append((now + delay, _event(event_number, sent, "activated", now + delay)))
                 tally.conversions[arm] += 1
-        pending = _report_due(api, pending, now + timedelta(hours=1))
+        pending = _report_due(client, pending, now + timedelta(hours=1))
         if (hour + 1) % 6 == 0 or hour + 1 == hours:
             echo(
                 f"  hour {hour + 1:>3}/{hours}: {sum(tally.units.values()):,} users messaged, "
@@ -179,29 +104,29 @@ def simulate(
                 f"{tally.regret:.1f} (uniform {tally.uniform_regret:.1f})"
             )
     _report(tally, best, echo)
-    _results(api, key, echo)
-    _learnings(api, key, echo)
+    _results(client, key, echo)
+    _learnings(client, key, echo)
     return tally
 
 
-def _report_due(api: Api, pending: list, until: datetime) -> list:
+def _report_due(client: KairosClient, pending: list, until: datetime) -> list:
     """Report the events that have happened by `until`; return those still to come."""
     due = [event for when, event in pending if when <= until]
     for begin in range(0, len(due), 5_000):
-        api.call("POST", "/v1/outcomes/batch", {"events": due[begin : begin + 5_000]})
+        client.call("POST", "/v1/outcomes/batch", {"events": due[begin : begin + 5_000]})
     return [(when, event) for when, event in pending if when > until]
 
 
-def _ensure_experiment(api: Api, key: str, echo) -> dict:
+def _ensure_experiment(client: KairosClient, key: str, echo) -> dict:
     """The experiment, created if need be, as it was before this run (re)started it."""
-    status, found = api.call("GET", f"/v1/experiments/{key}", ok=(200, 404))
+    status, found = client.call("GET", f"/v1/experiments/{key}", ok=(200, 404))
     if status == 404:
-        _, found = api.call("POST", "/v1/experiments", experiment_body(key))
+        _, found = client.call("POST", "/v1/experiments", experiment_body(key))
         echo(f"Created experiment '{key}': {len(VARIANTS)} variants (timing × tone × channel).")
     else:
         echo(f"Reusing experiment '{key}' ({found['status']}).")
     if found["status"] in ("draft", "paused"):
-        api.call("POST", f"/v1/experiments/{key}/start")
+        client.call("POST", f"/v1/experiments/{key}/start")
     elif found["status"] == "concluded":
         raise SimulationError(f"Experiment '{key}' is concluded; pass another --experiment.")
     return found
@@ -223,23 +148,6 @@ def _clock_after(experiment: dict) -> datetime:
     after = changed.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     return max(now, after + timedelta(hours=1))
-
-
-def _user(rng: random.Random, unit_id: str) -> dict:
-    roll = rng.random()
-    if roll < SEGMENT_MIX["newcomers"]:
-        attributes = {"days_since_signup": rng.randrange(0, 14), "sessions_per_week": 1}
-    elif roll < SEGMENT_MIX["newcomers"] + SEGMENT_MIX["power-users"]:
-        attributes = {"days_since_signup": rng.randrange(30, 400), "sessions_per_week": 7}
-    else:
-        attributes = {"days_since_signup": rng.randrange(30, 400), "sessions_per_week": 2}
-    return {"unit_id": unit_id, "attributes": attributes}
-
-
-def _delay(rng: random.Random) -> timedelta:
-    """Exponential with mean MEAN_DELAY_HOURS, within the 72-hour window."""
-    cap = -math.expm1(-72 / MEAN_DELAY_HOURS)
-    return timedelta(hours=-MEAN_DELAY_HOURS * math.log1p(-rng.random() * cap))
 
 
 def _event(number: int, sent: dict, metric: str, when: datetime) -> dict:
@@ -282,9 +190,9 @@ def _report(tally: Tally, best: dict, echo) -> None:
             echo(f"  {segment:<12} {variant:<40} {conversions / n:6.1%} of {n:,}")
 
 
-def _results(api: Api, key: str, echo) -> None:
+def _results(client: KairosClient, key: str, echo) -> None:
     """What Kairos's results say: each segment's leader, the suppressions, the advice."""
-    _, results = api.call("GET", f"/v1/experiments/{key}/results")
+    _, results = client.call("GET", f"/v1/experiments/{key}/results")
     echo("")
     echo(f"What Kairos's results say ({results['metric']}, {results['method']}):")
     for block in results["segments"]:
@@ -302,7 +210,9 @@ def _results(api: Api, key: str, echo) -> None:
             f"  {block['segment']:<12} {leader['variant']:<40} rate {leader['rate']['mean']:.1%} "
             f"({low:.1%}–{high:.1%}), P(best) {leader['prob_best']:.2f}, {versus}"
         )
-    _, suppressed = api.call("GET", f"/v1/experiments/{key}/results?metric=suppressed&segment=all")
+    _, suppressed = client.call(
+        "GET", f"/v1/experiments/{key}/results?metric=suppressed&segment=all"
+    )
     rows = [r for r in suppressed["segments"][0]["variants"] if r["variant"]]
     worst = max(rows, key=lambda r: r["rate"]["mean"])
     least = min(rows, key=lambda r: r["rate"]["mean"])
@@ -314,9 +224,9 @@ def _results(api: Api, key: str, echo) -> None:
     echo(f"  recommendation: {advice['action']} — {advice['reason']}")
 
 
-def _learnings(api: Api, key: str, echo) -> None:
+def _learnings(client: KairosClient, key: str, echo) -> None:
     """Publish what the experiment showed to the registry, and print what it learned."""
-    _, published = api.call("POST", f"/v1/experiments/{key}/learnings", {"tags": ["simulated"]})
+    _, published = client.call("POST", f"/v1/experiments/{key}/learnings", {"tags": ["simulated"]})
     primary = [x for x in published if x["metric"] == "activated"]
     decided = [x for x in primary if x["verdict"] in ("win", "loss")]
     counts = {v: sum(x["verdict"] == v for x in primary) for v in ("win", "loss", "flat")}

@@ -1,11 +1,12 @@
-"""`kairos simulate` driving the app through the test client: what a second run does."""
+"""The simulator driving the app through the test client: what a second run does."""
 
-from api.simulator import Api, SimulationError, simulate
+from simulator.client import KairosClient, SimulationError
+from simulator.run import simulate
 
 KEY = "simulated-onboarding"
 
 
-class ClientApi(Api):
+class InProcessKairos(KairosClient):
     """The simulator's HTTP calls, answered by the Flask test client."""
 
     def __init__(self, client, headers):
@@ -27,13 +28,13 @@ def units_assigned(client, keys) -> int:
 
 
 def test_a_second_run_brings_new_users_and_continues_the_experiments_clock(client, keys):
-    api = ClientApi(client, keys["admin"])
-    simulate(api, key=KEY, hours=10, users_per_hour=200, echo=lambda *_: None)
+    kairos = InProcessKairos(client, keys["admin"])
+    simulate(kairos, key=KEY, hours=10, users_per_hour=200, echo=lambda *_: None)
     before = client.get(f"/v1/experiments/{KEY}", headers=keys["read"]).json
     assert units_assigned(client, keys) == 2_000
 
     printed = []
-    second = simulate(api, key=KEY, hours=3, users_per_hour=200, echo=printed.append)
+    second = simulate(kairos, key=KEY, hours=3, users_per_hour=200, echo=printed.append)
 
     # Same seed, new users: none of them is one of the first run's sticky units.
     assert units_assigned(client, keys) == 2_600
