@@ -5,7 +5,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from api.experiments.schemas import Slug
 from api.rules import Identifier, Moment, Number, identifier, text
 from experiments import bounds
-from experiments.learnings import SORTS
+from experiments.learnings.search import SORTS
 
 VERDICTS = ("win", "loss", "flat", "inconclusive")
 # A relative lift of a million-fold: beyond it a number is a typo, not a finding.

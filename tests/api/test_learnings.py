@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from analysis.evidence import Study, random_effects
-from experiments import learnings
+from experiments import workflows
 from experiments.errors import Conflict
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import FACTORIAL, experiment_body
@@ -183,7 +183,7 @@ def test_a_conclusion_whose_learnings_cannot_be_published_is_not_stored(client, 
     def refuse(**_):
         raise Conflict("Learnings of 'onboarding-nudge' were being published; retry.")
 
-    monkeypatch.setattr(learnings, "publish", refuse)
+    monkeypatch.setattr(workflows, "publish", refuse)
     response = client.post("/v1/experiments/onboarding-nudge/conclude", headers=keys["manage"])
     assert response.status_code == 409
     read = client.get("/v1/experiments/onboarding-nudge", headers=keys["read"]).json
@@ -193,7 +193,7 @@ def test_a_conclusion_whose_learnings_cannot_be_published_is_not_stored(client, 
 
 def test_a_conclusion_that_collides_with_a_publication_runs_again(client, keys, monkeypatch):
     onboarding(client, keys)
-    publish_for_real, collisions = learnings.publish, []
+    publish_for_real, collisions = workflows.publish, []
 
     def collide_once(**kwargs):
         if not collisions:
@@ -202,7 +202,7 @@ def test_a_conclusion_that_collides_with_a_publication_runs_again(client, keys, 
             raise IntegrityError("INSERT INTO learning", {}, Exception("unique index"))
         return publish_for_real(**kwargs)
 
-    monkeypatch.setattr(learnings, "publish", collide_once)
+    monkeypatch.setattr(workflows, "publish", collide_once)
     response = client.post("/v1/experiments/onboarding-nudge/conclude", headers=keys["manage"])
     assert response.status_code == 200, response.json
     assert response.json["status"] == "concluded"

@@ -1,6 +1,6 @@
 """The one-sentence summary of a learning, word by word."""
 
-from experiments.learnings import summary_sentence
+from experiments.learnings.record import summary_sentence
 from experiments.storage.tables import Learning
 
 
