@@ -5,6 +5,13 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from api.experiments.schemas import Slug
 from api.rules import Identifier, Moment, Number, identifier, text
 from experiments import bounds
+from experiments.learnings.record import (
+    JOB_NOT_CONVERGED,
+    JOB_POOLED_OVER_UNEVEN_ALLOCATION,
+    NOT_A_DISCOVERY,
+    NOTES,
+    OWN_DATA,
+)
 from experiments.learnings.search import SORTS
 
 VERDICTS = ("win", "loss", "flat", "inconclusive")
@@ -53,10 +60,36 @@ class LearningSchema(Schema):
             "losses were chosen at (the expected share of false ones among them is at most it)",
         },
     )
-    verdict = fields.String(metadata={"enum": list(VERDICTS)})
+    verdict = fields.String(
+        metadata={
+            "enum": list(VERDICTS),
+            "description": "A code: flat (the 95% interval of the lift within ±the flat "
+            "margin), win (else a discovery with P(better) at least the win probability), loss "
+            "(a discovery with P(better) at most 1 − it), inconclusive (none of these; "
+            "hand-written ones say their own)",
+        }
+    )
     summary = fields.String()
     hypothesis = fields.String()
-    notes = fields.String()
+    notes = fields.String(
+        metadata={
+            "description": "Published ones: one sentence per line, each with its code at the "
+            "same position in note_codes; hand-written ones: a person's words"
+        }
+    )
+    note_codes = fields.List(
+        fields.String(metadata={"enum": list(NOTES)}),
+        metadata={
+            "description": "One stable code per line of notes, in order, to switch on "
+            f"(hand-written learnings have none): {OWN_DATA}, the experiment started from the "
+            f"registry's prior, so this is read from its own data; {JOB_NOT_CONVERGED}, the "
+            "latest PyMC job's sampler did not converge, so these are the conjugate results; "
+            f"{JOB_POOLED_OVER_UNEVEN_ALLOCATION}, the PyMC job pooled counts over allocation "
+            "periods a bandit weighted differently, so these are the conjugate results, "
+            f"within periods; {NOT_A_DISCOVERY}, P(better) passed the win probability but the "
+            "comparison was not a discovery among the publication's, so it is inconclusive"
+        },
+    )
     tags = fields.List(fields.String())
     links = fields.List(fields.String())
     created_at = fields.DateTime()

@@ -219,6 +219,7 @@ def _learning(
         verdict=judged,
         hypothesis=experiment.hypothesis or "",
         notes="\n".join(note.text for note in notes),
+        note_codes=[note.code for note in notes],
         tags=list(tags),
         created_at=now,
         updated_at=now,

@@ -230,6 +230,7 @@ def test_hand_written_learnings_every_filter_text_search_and_sorting(client, key
     )
     assert manual.status_code == 201, manual.json
     assert manual.json["source"] == "manual" and manual.json["experiment"] is None
+    assert manual.json["note_codes"] == []  # a person's words have no code
 
     def ids(**params):
         return {x["id"] for x in query(client, keys, **params)}

@@ -216,6 +216,8 @@ def test_a_pymc_job_that_did_not_converge_gives_way_to_the_conjugate_results(dat
     assert {(x.method, x.verdict) for x in activated} == {("beta-binomial", "loss")}
     for learning in activated:
         assert learning.notes.startswith("The hierarchical PyMC job 1 did not converge (max R-hat")
+        assert learning.note_codes[0] == "job_not_converged"
+        assert len(learning.note_codes) == len(learning.notes.split("\n"))
 
 
 def test_a_converged_pymc_job_feeds_the_learnings(database):
@@ -230,6 +232,7 @@ def test_a_converged_pymc_job_feeds_the_learnings(database):
     activated = [x for x in published if x.metric == "activated"]
     assert {(x.method, x.lift_mean) for x in activated} == {("hierarchical", 0.3)}
     assert not any("did not converge" in x.notes for x in activated)
+    assert not any("job_not_converged" in x.note_codes for x in activated)
 
 
 def test_a_converged_pymc_job_on_a_drifting_bandit_gives_way_to_the_results(database):
@@ -247,3 +250,5 @@ def test_a_converged_pymc_job_on_a_drifting_bandit_gives_way_to_the_results(data
     assert {(x.method, x.verdict) for x in activated} == {("beta-binomial", "loss")}
     for learning in activated:
         assert "sums each segment's counts over allocation periods" in learning.notes
+        assert learning.note_codes[0] == "job_pooled_over_uneven_allocation"
+        assert len(learning.note_codes) == len(learning.notes.split("\n"))
