@@ -6,7 +6,6 @@ from analysis.evidence import Thresholds
 from api.auth import requires
 from api.blueprint import Blueprint, page_window
 from api.db import get_session
-from api.jsonio import json_response
 from api.learnings.schemas import (
     EvidenceQuerySchema,
     EvidenceSchema,
@@ -86,7 +85,7 @@ class Evidence(MethodView):
     @blp.response(200, EvidenceSchema)
     def get(self, query):
         """The pooled effect of a factor level across experiments (random-effects meta-analysis)"""
-        return json_response(evidence.evidence(session=get_session(), **query))
+        return evidence.evidence(session=get_session(), **query)
 
 
 @blp.route("/learnings/<id:learning_id>")

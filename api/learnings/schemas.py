@@ -213,13 +213,49 @@ class EvidenceQuerySchema(Schema):
     level = identifier(200, required=True)
 
 
+class EvidenceLiftSchema(Schema):
+    mean = fields.Float(metadata={"description": "The relative lift's mean"})
+    ci = fields.List(fields.Float(), metadata={"description": "Its 95% interval [low, high]"})
+
+
+class EvidenceLogLiftSchema(Schema):
+    mean = fields.Float(metadata={"description": "θ = log(p_level / p_baseline): its mean"})
+    sd = fields.Float(metadata={"description": "and its sd (standard error)"})
+
+
+class EvidenceStudySchema(Schema):
+    experiment = fields.String(allow_none=True)
+    lift = fields.Nested(EvidenceLiftSchema)
+    log_lift = fields.Nested(EvidenceLogLiftSchema)
+    units = fields.Integer(allow_none=True)
+    verdict = fields.String(metadata={"enum": list(VERDICTS)})
+    weight = fields.Float(metadata={"description": "Its share of the pooled estimate"})
+
+
+class PooledSchema(Schema):
+    lift = fields.Nested(EvidenceLiftSchema)
+    log_lift = fields.Nested(EvidenceLogLiftSchema)
+    experiments = fields.Integer(metadata={"description": "How many learnings were pooled"})
+    units = fields.Integer()
+    prob_better = fields.Float(metadata={"description": "P(θ > 0)"})
+
+
+class SpreadSchema(Schema):
+    tau = fields.Float(metadata={"description": "Between-experiment sd of θ"})
+    i_squared = fields.Float(metadata={"description": "Share of the variation that is real"})
+    q = fields.Float(metadata={"description": "Cochran's Q"})
+
+
 class EvidenceSchema(Schema):
     segment = fields.String()
     metric = fields.String()
     factor = fields.String()
     level = fields.String()
+    experiments = fields.List(
+        fields.Nested(EvidenceStudySchema),
+        metadata={"description": "The published learnings pooled, one per experiment"},
+    )
+    pooled = fields.Nested(PooledSchema, allow_none=True)
+    spread = fields.Nested(SpreadSchema, allow_none=True)
     method = fields.String()
-    experiments = fields.List(fields.Dict())
-    pooled = fields.Dict(allow_none=True)
-    spread = fields.Dict(allow_none=True)
-    note = fields.String()
+    note = fields.String(metadata={"description": "Why there is nothing pooled, if there is not"})
