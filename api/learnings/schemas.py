@@ -19,6 +19,11 @@ VERDICTS = ("win", "loss", "flat", "inconclusive")
 MAX_LIFT = 1e6
 
 
+def _object(method: str, description: str) -> fields.Method:
+    """A field the schema's `method` dumps: an object, or null where there is none."""
+    return fields.Method(method, metadata={"type": ["object", "null"], "description": description})
+
+
 class LearningSchema(Schema):
     id = fields.Integer()
     source = fields.String(metadata={"enum": ["published", "manual"]})
@@ -32,33 +37,22 @@ class LearningSchema(Schema):
     level = fields.String(allow_none=True)
     baseline_level = fields.String(allow_none=True)
     channel = fields.String(allow_none=True)
-    lift = fields.Method(
+    lift = _object(
         "dump_lift",
-        metadata={
-            "type": ["object", "null"],
-            "description": "mean, median (the figure the summary quotes; null if hand-written) "
-            "and 95% interval [low, high] of the relative lift",
-        },
+        "mean, median (the figure the summary quotes; null if hand-written) and 95% interval "
+        "[low, high] of the relative lift",
     )
-    log_lift = fields.Method(
-        "dump_log_lift",
-        metadata={
-            "type": ["object", "null"],
-            "description": "Posterior mean and sd of log(p_level / p_baseline): what evidence "
-            "pools",
-        },
+    log_lift = _object(
+        "dump_log_lift", "Posterior mean and sd of log(p_level / p_baseline): what evidence pools"
     )
     prob_better = fields.Float(allow_none=True)
     units = fields.Integer(allow_none=True)
     method = fields.String(allow_none=True)
-    discovery = fields.Method(
+    discovery = _object(
         "dump_discovery",
-        metadata={
-            "type": "object",
-            "description": "Published ones: the always-valid p-value of no effect, the "
-            "publication's number of comparisons, and the false-discovery rate its wins and "
-            "losses were chosen at (the expected share of false ones among them is at most it)",
-        },
+        "Published ones: the always-valid p-value of no effect, the publication's number of "
+        "comparisons, and the false-discovery rate its wins and losses were chosen at (the "
+        "expected share of false ones among them is at most it)",
     )
     verdict = fields.String(
         metadata={
