@@ -1,7 +1,7 @@
 """The learnings registry as it is used: looked at daily, many comparisons, evidence pooled.
 
 Three simulations, seeded, each judged by the old rule and by the publication's (pure pieces
-of experiments/learnings.py: analysis/contrasts.py, discovery.py, evidence.py):
+of experiments/learnings/: analysis/contrasts.py, discovery.py, evidence.py):
 - peeking: A/A experiments (5%, 200 units an arm a day) looked at daily for 28 days: how many
   ever show a win;
 - the registry: experiments with 3 segments (and `all`) × 3 metrics × 2 variants against a

@@ -8,8 +8,10 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from experiments import learnings, lifecycle
+from experiments import lifecycle
 from experiments.errors import Conflict
+from experiments.learnings.priors import learned_priors
+from experiments.learnings.publish import publish
 from experiments.spec import ExperimentSpec
 from experiments.storage.tables import Experiment
 
@@ -23,7 +25,7 @@ def create(*, session: Session, spec: ExperimentSpec, now: datetime | None = Non
     stands now as its prior."""
     experiment = lifecycle.create_experiment(session=session, spec=spec, now=now, commit=False)
     if experiment.prior == "learnings":
-        experiment.priors = learnings.learned_priors(session=session, experiment=experiment)
+        experiment.priors = learned_priors(session=session, experiment=experiment)
     try:
         session.commit()
     except IntegrityError as error:  # another request created the same key in between
@@ -43,7 +45,7 @@ def conclude(
             session=session, key=key, winner=winner, now=now, commit=False
         )
         try:
-            learnings.publish(session=session, key=key, commit=False)
+            publish(session=session, key=key, commit=False)
             session.commit()
         except IntegrityError:
             session.rollback()

@@ -36,17 +36,16 @@ def _learning_filters(function):
 def _search(database: Database, limit: int, sort: str, **given):
     from datetime import UTC
 
-    from experiments import learnings
+    from experiments.learnings.record import as_record
+    from experiments.learnings.search import Filters, search
 
     for name in ("since", "until"):
         if given[name] is not None:
             given[name] = given[name].replace(tzinfo=UTC)
     given["tags"] = tuple(given["tags"])
     with database.session() as session:
-        items, total = learnings.search(
-            session=session, filters=learnings.Filters(**given), sort=sort, limit=limit
-        )
-        return [learnings.as_record(x) for x in items], total
+        items, total = search(session=session, filters=Filters(**given), sort=sort, limit=limit)
+        return [as_record(x) for x in items], total
 
 
 @click.group("learnings")
@@ -125,7 +124,7 @@ def learnings_export(
     import io
     import json
 
-    from experiments.learnings import EXPORT_FIELDS
+    from experiments.learnings.record import EXPORT_FIELDS
 
     records, _ = _search(database, limit, sort, **given)
     if fmt == "json":

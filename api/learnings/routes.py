@@ -2,10 +2,10 @@
 
 from flask.views import MethodView
 
+from analysis.evidence import Thresholds
 from api.auth import requires
 from api.blueprint import Blueprint, page_window
 from api.db import get_session
-from api.jsonio import json_response
 from api.learnings.schemas import (
     EvidenceQuerySchema,
     EvidenceSchema,
@@ -14,8 +14,8 @@ from api.learnings.schemas import (
     ManualLearningSchema,
     PublishSchema,
 )
-from experiments import learnings
-from experiments.learnings import Filters, Thresholds
+from experiments.learnings import evidence, publish, record
+from experiments.learnings.search import Filters, search
 
 blp = Blueprint(
     "learnings",
@@ -39,7 +39,7 @@ class PublishLearnings(MethodView):
                 if k in body
             }
         )
-        return learnings.publish(
+        return publish.publish(
             session=get_session(), key=key, thresholds=thresholds, tags=body.get("tags", ())
         )
 
@@ -55,7 +55,7 @@ class Learnings(MethodView):
         offset, limit = page_window(pagination_parameters)
         sort = query.pop("sort")
         tags = tuple(query.pop("tag", ()))
-        items, total = learnings.search(
+        items, total = search(
             session=get_session(),
             filters=Filters(tags=tags, **query),
             sort=sort,
@@ -75,7 +75,7 @@ class Learnings(MethodView):
             body["lift_mean"] = lift["mean"]
             if lift.get("ci"):
                 body["lift_low"], body["lift_high"] = lift["ci"]
-        return learnings.create_manual(session=get_session(), fields=body)
+        return record.create_manual(session=get_session(), fields=body)
 
 
 @blp.route("/learnings/evidence")
@@ -85,7 +85,7 @@ class Evidence(MethodView):
     @blp.response(200, EvidenceSchema)
     def get(self, query):
         """The pooled effect of a factor level across experiments (random-effects meta-analysis)"""
-        return json_response(learnings.evidence(session=get_session(), **query))
+        return evidence.evidence(session=get_session(), **query)
 
 
 @blp.route("/learnings/<id:learning_id>")
@@ -94,4 +94,4 @@ class LearningById(MethodView):
     @blp.response(200, LearningSchema)
     def get(self, learning_id):
         """One learning"""
-        return learnings.get_learning(session=get_session(), learning_id=learning_id)
+        return record.get_learning(session=get_session(), learning_id=learning_id)

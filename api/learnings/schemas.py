@@ -5,11 +5,23 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from api.experiments.schemas import Slug
 from api.rules import Identifier, Moment, Number, identifier, text
 from experiments import bounds
-from experiments.learnings import SORTS
+from experiments.learnings.record import (
+    JOB_NOT_CONVERGED,
+    JOB_POOLED_OVER_UNEVEN_ALLOCATION,
+    NOT_A_DISCOVERY,
+    NOTES,
+    OWN_DATA,
+)
+from experiments.learnings.search import SORTS
 
 VERDICTS = ("win", "loss", "flat", "inconclusive")
 # A relative lift of a million-fold: beyond it a number is a typo, not a finding.
 MAX_LIFT = 1e6
+
+
+def _object(method: str, description: str) -> fields.Method:
+    """A field the schema's `method` dumps: an object, or null where there is none."""
+    return fields.Method(method, metadata={"type": ["object", "null"], "description": description})
 
 
 class LearningSchema(Schema):
@@ -25,38 +37,53 @@ class LearningSchema(Schema):
     level = fields.String(allow_none=True)
     baseline_level = fields.String(allow_none=True)
     channel = fields.String(allow_none=True)
-    lift = fields.Method(
+    lift = _object(
         "dump_lift",
-        metadata={
-            "type": ["object", "null"],
-            "description": "mean, median (the figure the summary quotes; null if hand-written) "
-            "and 95% interval [low, high] of the relative lift",
-        },
+        "mean, median (the figure the summary quotes; null if hand-written) and 95% interval "
+        "[low, high] of the relative lift",
     )
-    log_lift = fields.Method(
-        "dump_log_lift",
-        metadata={
-            "type": ["object", "null"],
-            "description": "Posterior mean and sd of log(p_level / p_baseline): what evidence "
-            "pools",
-        },
+    log_lift = _object(
+        "dump_log_lift", "Posterior mean and sd of log(p_level / p_baseline): what evidence pools"
     )
     prob_better = fields.Float(allow_none=True)
     units = fields.Integer(allow_none=True)
     method = fields.String(allow_none=True)
-    discovery = fields.Method(
+    discovery = _object(
         "dump_discovery",
-        metadata={
-            "type": "object",
-            "description": "Published ones: the always-valid p-value of no effect, the "
-            "publication's number of comparisons, and the false-discovery rate its wins and "
-            "losses were chosen at (the expected share of false ones among them is at most it)",
-        },
+        "Published ones: the always-valid p-value of no effect, the publication's number of "
+        "comparisons, and the false-discovery rate its wins and losses were chosen at (the "
+        "expected share of false ones among them is at most it)",
     )
-    verdict = fields.String(metadata={"enum": list(VERDICTS)})
+    verdict = fields.String(
+        metadata={
+            "enum": list(VERDICTS),
+            "description": "A code: flat (the 95% interval of the lift within ±the flat "
+            "margin), win (else a discovery with P(better) at least the win probability), loss "
+            "(a discovery with P(better) at most 1 − it), inconclusive (none of these; "
+            "hand-written ones say their own)",
+        }
+    )
     summary = fields.String()
     hypothesis = fields.String()
-    notes = fields.String()
+    notes = fields.String(
+        metadata={
+            "description": "Published ones: one sentence per line, each with its code at the "
+            "same position in note_codes; hand-written ones: a person's words"
+        }
+    )
+    note_codes = fields.List(
+        fields.String(metadata={"enum": list(NOTES)}),
+        metadata={
+            "description": "One stable code per line of notes, in order, to switch on "
+            f"(hand-written learnings have none): {OWN_DATA}, the experiment started from the "
+            f"registry's prior, so this is read from its own data; {JOB_NOT_CONVERGED}, the "
+            "latest PyMC job's sampler did not converge, so these are the conjugate results; "
+            f"{JOB_POOLED_OVER_UNEVEN_ALLOCATION}, the PyMC job pooled counts over allocation "
+            "periods a bandit weighted differently, so these are the conjugate results, "
+            f"within periods; {NOT_A_DISCOVERY}, P(better) passed the win probability but the "
+            "comparison was not a discovery among the publication's, so it is inconclusive"
+        },
+    )
     tags = fields.List(fields.String())
     links = fields.List(fields.String())
     created_at = fields.DateTime()
@@ -180,13 +207,49 @@ class EvidenceQuerySchema(Schema):
     level = identifier(200, required=True)
 
 
+class EvidenceLiftSchema(Schema):
+    mean = fields.Float(metadata={"description": "The relative lift's mean"})
+    ci = fields.List(fields.Float(), metadata={"description": "Its 95% interval [low, high]"})
+
+
+class EvidenceLogLiftSchema(Schema):
+    mean = fields.Float(metadata={"description": "θ = log(p_level / p_baseline): its mean"})
+    sd = fields.Float(metadata={"description": "and its sd (standard error)"})
+
+
+class EvidenceStudySchema(Schema):
+    experiment = fields.String(allow_none=True)
+    lift = fields.Nested(EvidenceLiftSchema)
+    log_lift = fields.Nested(EvidenceLogLiftSchema)
+    units = fields.Integer(allow_none=True)
+    verdict = fields.String(metadata={"enum": list(VERDICTS)})
+    weight = fields.Float(metadata={"description": "Its share of the pooled estimate"})
+
+
+class PooledSchema(Schema):
+    lift = fields.Nested(EvidenceLiftSchema)
+    log_lift = fields.Nested(EvidenceLogLiftSchema)
+    experiments = fields.Integer(metadata={"description": "How many learnings were pooled"})
+    units = fields.Integer()
+    prob_better = fields.Float(metadata={"description": "P(θ > 0)"})
+
+
+class SpreadSchema(Schema):
+    tau = fields.Float(metadata={"description": "Between-experiment sd of θ"})
+    i_squared = fields.Float(metadata={"description": "Share of the variation that is real"})
+    q = fields.Float(metadata={"description": "Cochran's Q"})
+
+
 class EvidenceSchema(Schema):
     segment = fields.String()
     metric = fields.String()
     factor = fields.String()
     level = fields.String()
+    experiments = fields.List(
+        fields.Nested(EvidenceStudySchema),
+        metadata={"description": "The published learnings pooled, one per experiment"},
+    )
+    pooled = fields.Nested(PooledSchema, allow_none=True)
+    spread = fields.Nested(SpreadSchema, allow_none=True)
     method = fields.String()
-    experiments = fields.List(fields.Dict())
-    pooled = fields.Dict(allow_none=True)
-    spread = fields.Dict(allow_none=True)
-    note = fields.String()
+    note = fields.String(metadata={"description": "Why there is nothing pooled, if there is not"})

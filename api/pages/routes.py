@@ -26,11 +26,14 @@ from api.errors import flatten_errors
 from api.learnings.schemas import EvidenceQuerySchema, LearningQuerySchema
 from api.pages import figures, forms
 from api.pages.session import check_csrf, csrf_token
-from experiments import bounds, keys, learnings, lifecycle, overview, workflows
+from experiments import bounds, keys, lifecycle, overview, workflows
 from experiments.allocation import reweight as reweighting
 from experiments.analysis_jobs import submit
 from experiments.errors import KairosError
-from experiments.learnings import EXPORT_FIELDS, Filters
+from experiments.learnings.evidence import evidence as pooled_evidence
+from experiments.learnings.publish import publish as publish_learnings
+from experiments.learnings.record import EXPORT_FIELDS, as_record
+from experiments.learnings.search import Filters, search
 from experiments.results import results
 from experiments.storage import repository
 from experiments.vocabulary import ALL_SEGMENT, STATUSES
@@ -353,7 +356,7 @@ def analysis_status(key, job_id):
 @needs("manage")
 def publish(key):
     try:
-        published = learnings.publish(session=get_session(), key=key)
+        published = publish_learnings(session=get_session(), key=key)
     except KairosError as error:
         get_session().rollback()
         flash(error.message, "error")
@@ -381,7 +384,7 @@ def _search(query: dict, offset: int, limit: int):
     query = dict(query)
     sort = query.pop("sort", "-date")
     tags = tuple(query.pop("tag", ()))
-    return learnings.search(
+    return search(
         session=get_session(),
         filters=Filters(tags=tags, **query),
         sort=sort,
@@ -416,7 +419,7 @@ def learnings_csv():
     writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
     writer.writeheader()
     for item in items:
-        record = learnings.as_record(item)
+        record = as_record(item)
         writer.writerow(
             {
                 **record,
@@ -441,7 +444,7 @@ def evidence():
         return render_template(
             "pages/evidence.html", answer=None, plot=None, errors=flatten_errors(error.messages)
         ), 422
-    answer = learnings.evidence(session=get_session(), **query)
+    answer = pooled_evidence(session=get_session(), **query)
     return render_template(
         "pages/evidence.html", answer=answer, plot=figures.evidence_forest(answer), errors={}
     )

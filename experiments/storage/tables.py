@@ -277,6 +277,8 @@ class Learning(SQLModel, table=True):
     summary: str = Field(default="")
     hypothesis: str = Field(default="")
     notes: str = Field(default="")
+    # Published ones: one stable code per line of notes, in order (experiments/learnings/record.py).
+    note_codes: list = json_field(default_factory=list)
     # The channel the learning is about (a `channel` factor's level, or the variant's channel).
     channel: str | None = Field(default=None, max_length=200)
     # The baseline's rate and the units behind the level (for priors and weighting).

@@ -113,3 +113,5 @@ def test_an_experiment_that_started_from_learnings_publishes_its_own_data(client
     ]
     assert push["verdict"] == "inconclusive" and abs(push["log_lift"]["mean"]) < 0.3
     assert "own data" in push["notes"]
+    assert "own_data" in push["note_codes"]
+    assert len(push["note_codes"]) == len(push["notes"].split("\n"))

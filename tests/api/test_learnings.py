@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from analysis.evidence import Study, random_effects
-from experiments import learnings
+from api.jsonio import json_response
+from experiments import workflows
 from experiments.errors import Conflict
+from experiments.learnings.evidence import evidence
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import FACTORIAL, experiment_body
 
@@ -183,7 +185,7 @@ def test_a_conclusion_whose_learnings_cannot_be_published_is_not_stored(client, 
     def refuse(**_):
         raise Conflict("Learnings of 'onboarding-nudge' were being published; retry.")
 
-    monkeypatch.setattr(learnings, "publish", refuse)
+    monkeypatch.setattr(workflows, "publish", refuse)
     response = client.post("/v1/experiments/onboarding-nudge/conclude", headers=keys["manage"])
     assert response.status_code == 409
     read = client.get("/v1/experiments/onboarding-nudge", headers=keys["read"]).json
@@ -193,7 +195,7 @@ def test_a_conclusion_whose_learnings_cannot_be_published_is_not_stored(client, 
 
 def test_a_conclusion_that_collides_with_a_publication_runs_again(client, keys, monkeypatch):
     onboarding(client, keys)
-    publish_for_real, collisions = learnings.publish, []
+    publish_for_real, collisions = workflows.publish, []
 
     def collide_once(**kwargs):
         if not collisions:
@@ -202,7 +204,7 @@ def test_a_conclusion_that_collides_with_a_publication_runs_again(client, keys, 
             raise IntegrityError("INSERT INTO learning", {}, Exception("unique index"))
         return publish_for_real(**kwargs)
 
-    monkeypatch.setattr(learnings, "publish", collide_once)
+    monkeypatch.setattr(workflows, "publish", collide_once)
     response = client.post("/v1/experiments/onboarding-nudge/conclude", headers=keys["manage"])
     assert response.status_code == 200, response.json
     assert response.json["status"] == "concluded"
@@ -230,6 +232,7 @@ def test_hand_written_learnings_every_filter_text_search_and_sorting(client, key
     )
     assert manual.status_code == 201, manual.json
     assert manual.json["source"] == "manual" and manual.json["experiment"] is None
+    assert manual.json["note_codes"] == []  # a person's words have no code
 
     def ids(**params):
         return {x["id"] for x in query(client, keys, **params)}
@@ -268,7 +271,7 @@ def test_hand_written_learnings_every_filter_text_search_and_sorting(client, key
     assert response.status_code == 422 and "summary" in response.json["errors"]
 
 
-def test_evidence_pools_a_factor_level_across_experiments(client, keys):
+def test_evidence_pools_a_factor_level_across_experiments(client, keys, database):
     renewal(client, keys, "renewal-a", push_every=3)
     renewal(client, keys, "renewal-b", push_every=5)
     for key in ("renewal-a", "renewal-b"):
@@ -298,6 +301,12 @@ def test_evidence_pools_a_factor_level_across_experiments(client, keys):
     assert lone["pooled"] is None and lone["experiments"] == [] and lone["note"]
     missing = client.get("/v1/learnings/evidence", headers=keys["read"])
     assert missing.status_code == 422
+    # The documented schema drops and changes nothing: byte for byte, the domain's answer.
+    for asked in (levels, {**levels, "level": "sms"}):
+        answer = client.get("/v1/learnings/evidence", query_string=asked, headers=keys["read"])
+        with database.session() as session:
+            domain = json_response(evidence(session=session, **asked)).get_data()
+        assert answer.get_data() == domain
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
-from experiments import learnings
 from experiments.analysis_jobs import JobSettings, Worker, claim
+from experiments.learnings.publish import MAX_RHAT, MIN_ESS
 from experiments.storage.tables import AnalysisJob
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import FACTORIAL, experiment_body
@@ -185,9 +185,9 @@ def test_a_factorial_job_reports_main_effects(client, keys, database):
     diagnostics = job["diagnostics"]
     sound = (
         diagnostics["converged"]
-        and diagnostics["max_rhat"] <= learnings.MAX_RHAT
+        and diagnostics["max_rhat"] <= MAX_RHAT
         and diagnostics["divergences"] == 0
-        and diagnostics["min_ess"] >= learnings.MIN_ESS
+        and diagnostics["min_ess"] >= MIN_ESS
     )
     published = client.post(
         "/v1/experiments/renewal-reminder/learnings", json={}, headers=keys["manage"]

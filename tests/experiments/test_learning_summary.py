@@ -1,6 +1,6 @@
-"""The one-sentence summary of a learning, word by word."""
+"""What a learning says: its one-sentence summary, word by word, and its notes with codes."""
 
-from experiments.learnings import summary_sentence
+from experiments.learnings.record import NOT_A_DISCOVERY, NOTES, Note, summary_sentence
 from experiments.storage.tables import Learning
 
 
@@ -39,3 +39,15 @@ def test_each_verdict_has_its_verb_and_all_users_their_phrase():
     assert "'evening-email' beat the control 'morning-push'" in summary_sentence(variant)
     unknown = learning(lift_mean=None, lift_low=None, lift_high=None, verdict="inconclusive")
     assert summary_sentence(unknown).endswith("on activated (8,000 users).")
+
+
+def test_a_note_is_its_code_beside_one_line_of_text():
+    """A published learning stores one code per line of its notes: no sentence may break."""
+    assert all("\n" not in template for template in NOTES.values())
+    note = Note.of(NOT_A_DISCOVERY, prob=0.97, comparisons=24, false_discovery_rate=0.05, p="0.12")
+    assert note.code == "not_a_discovery"
+    assert note.text == (
+        "P(better) 0.970, but not a discovery among the publication's 24 comparisons at a 5% "
+        "false-discovery rate (always-valid p 0.12): with daily looks and this many "
+        "comparisons, chance alone gets there."
+    )

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import update
 
 from analysis.summary import summarize_binary
-from experiments import learnings
 from experiments import results as results_service
+from experiments.learnings.publish import publish
 from experiments.lifecycle import start_experiment
 from experiments.results import metric_strata
 from experiments.storage.repository import get_experiment
@@ -104,7 +104,7 @@ def test_a_learning_is_the_results_row_where_pooling_would_flip_its_sign(databas
     with database.session(write=True) as session:
         key = "onboarding-nudge"
         experiment = get_experiment(session=session, key=key)
-        published = learnings.publish(session=session, key=key)
+        published = publish(session=session, key=key)
         answer = results_service.results(session=session, key=key, metric="activated")
         found = {
             x.segment: (x.lift_mean, x.lift_low, x.lift_high, x.prob_better, x.verdict)
@@ -134,7 +134,7 @@ def test_a_factor_level_is_compared_within_days_too(database):
         evening = [v.key for v in experiment.variants if v.factors["timing"] == "evening"]
         drifting_bandit(session, experiment, evening)
     with database.session(write=True) as session:
-        published = learnings.publish(session=session, key="renewal-reminder")
+        published = publish(session=session, key="renewal-reminder")
         answer = results_service.results(session=session, key="renewal-reminder")
         experiment = get_experiment(session=session, key="renewal-reminder")
         arms = [v.key for v in experiment.variants]
@@ -211,11 +211,13 @@ def test_a_pymc_job_that_did_not_converge_gives_way_to_the_conjugate_results(dat
         session.add(hierarchical_job(experiment, **diagnostics))
         session.commit()
     with database.session(write=True) as session:
-        published = learnings.publish(session=session, key="onboarding-nudge")
+        published = publish(session=session, key="onboarding-nudge")
     activated = [x for x in published if x.metric == "activated"]
     assert {(x.method, x.verdict) for x in activated} == {("beta-binomial", "loss")}
     for learning in activated:
         assert learning.notes.startswith("The hierarchical PyMC job 1 did not converge (max R-hat")
+        assert learning.note_codes[0] == "job_not_converged"
+        assert len(learning.note_codes) == len(learning.notes.split("\n"))
 
 
 def test_a_converged_pymc_job_feeds_the_learnings(database):
@@ -226,10 +228,11 @@ def test_a_converged_pymc_job_feeds_the_learnings(database):
         session.add(hierarchical_job(experiment))
         session.commit()
     with database.session(write=True) as session:
-        published = learnings.publish(session=session, key="onboarding-nudge")
+        published = publish(session=session, key="onboarding-nudge")
     activated = [x for x in published if x.metric == "activated"]
     assert {(x.method, x.lift_mean) for x in activated} == {("hierarchical", 0.3)}
     assert not any("did not converge" in x.notes for x in activated)
+    assert not any("job_not_converged" in x.note_codes for x in activated)
 
 
 def test_a_converged_pymc_job_on_a_drifting_bandit_gives_way_to_the_results(database):
@@ -242,8 +245,10 @@ def test_a_converged_pymc_job_on_a_drifting_bandit_gives_way_to_the_results(data
         session.add(hierarchical_job(experiment))
         session.commit()
     with database.session(write=True) as session:
-        published = learnings.publish(session=session, key="onboarding-nudge")
+        published = publish(session=session, key="onboarding-nudge")
     activated = [x for x in published if x.metric == "activated"]
     assert {(x.method, x.verdict) for x in activated} == {("beta-binomial", "loss")}
     for learning in activated:
         assert "sums each segment's counts over allocation periods" in learning.notes
+        assert learning.note_codes[0] == "job_pooled_over_uneven_allocation"
+        assert len(learning.note_codes) == len(learning.notes.split("\n"))

@@ -1,11 +1,14 @@
 """The Alembic migrations build exactly the schema the models describe, on both databases."""
 
+import json
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
+from experiments.learnings.search import Filters, search
 from experiments.storage import migrate
 from experiments.storage.database import Database
 from tests.conftest import create_postgres_database
@@ -75,3 +78,50 @@ def test_the_old_default_threshold_of_caring_gives_way_to_the_relative_one(empty
     assert thresholds() == [("chose-its-own", 0.005, None), ("took-the-default", 0.001, None)]
     migrate.upgrade(empty_database)
     assert thresholds() == [("chose-its-own", 0.005, 0.01), ("took-the-default", None, 0.01)]
+
+
+def test_published_learnings_get_the_codes_of_their_notes(empty_database):
+    """0014: a published learning's notes, one sentence a line, get their codes in order; a
+    hand-written one's notes (a person's words) get none; the text search still finds them
+    (the column is added in place, keeping SQLite's full-text triggers); and back."""
+    migrate.upgrade(empty_database, "0013")
+    notes = {
+        "published": "The hierarchical PyMC job 3 did not converge (max R-hat 1.2, 3 "
+        "divergences, bulk ESS 80; needed R-hat ≤ 1.01, no divergence, ESS ≥ 400): these are "
+        "the conjugate results.\nFrom this experiment's own data: its results start from the "
+        "registry's prior, which the registry already holds.\nP(better) 0.970, but not a "
+        "discovery among the publication's 24 comparisons at a 5% false-discovery rate "
+        "(always-valid p 0.12): with daily looks and this many comparisons, chance alone gets "
+        "there.",
+        "manual": "Twelve interviews: the job did not converge (max R-hat is their word).",
+    }
+    with empty_database.engine.begin() as connection:
+        for source, text_ in notes.items():
+            connection.execute(
+                text(
+                    "INSERT INTO learning (source, verdict, summary, hypothesis, notes, tags, "
+                    "links, created_at, updated_at) VALUES (:source, 'inconclusive', '', '', "
+                    ":notes, '[]', '[]', '2026-11-29', '2026-11-29')"
+                ),
+                {"source": source, "notes": text_},
+            )
+    migrate.upgrade(empty_database)
+
+    def codes():
+        with empty_database.engine.connect() as connection:
+            rows = connection.execute(text("SELECT source, note_codes FROM learning ORDER BY id"))
+            return [(source, json.loads(c) if isinstance(c, str) else c) for source, c in rows]
+
+    assert codes() == [
+        ("published", ["job_not_converged", "own_data", "not_a_discovery"]),
+        ("manual", []),
+    ]
+    with empty_database.session() as session:
+        found, total = search(session=session, filters=Filters(q="interviews"))
+        assert total == 1 and found[0].note_codes == []
+    migrate.downgrade(empty_database, "0013")
+    with empty_database.engine.connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns("learning")}
+        assert "note_codes" not in columns
+        stored = connection.execute(text("SELECT notes FROM learning ORDER BY id")).scalars()
+        assert list(stored) == list(notes.values())
