@@ -9,7 +9,7 @@ import time
 import pytest
 
 from experiments.storage.database import Database
-from experiments.storage.writer import AssignmentStore
+from experiments.storage.writer import GroupCommitWriter
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def names(database) -> set[str]:
 
 
 def test_work_handed_in_while_the_lock_is_held_commits_as_one_group(database):
-    store = AssignmentStore.of(database)
+    store = GroupCommitWriter.of(database)
     commits = []
     original = store._transaction
 
@@ -80,7 +80,7 @@ def test_work_handed_in_while_the_lock_is_held_commits_as_one_group(database):
 
 
 def test_a_failing_work_fails_alone_and_the_others_commit(database):
-    store = AssignmentStore.of(database)
+    store = GroupCommitWriter.of(database)
     works = {f"key-{i}": make_work(f"key-{i}", fail=i == 2) for i in range(5)}
     results, errors = run_queued(store, works)
     assert errors == {"key-2": "key-2 is bad"}
@@ -89,7 +89,7 @@ def test_a_failing_work_fails_alone_and_the_others_commit(database):
 
 
 def test_alone_a_work_commits_at_once(database):
-    store = AssignmentStore.of(database)
+    store = GroupCommitWriter.of(database)
     assert store.run(make_work("solo")) == "solo"
     assert names(database) == {"solo"}
     with pytest.raises(ValueError, match="bad"):
@@ -102,7 +102,7 @@ class Deadlock(Exception):
 
 
 def test_a_deadlocked_transaction_runs_again_and_commits_once(database):
-    store = AssignmentStore.of(database)
+    store = GroupCommitWriter.of(database)
     attempts = []
     insert = make_work("retried")
 
@@ -119,7 +119,7 @@ def test_a_deadlocked_transaction_runs_again_and_commits_once(database):
 
 
 def test_other_errors_are_not_run_again(database):
-    store = AssignmentStore.of(database)
+    store = GroupCommitWriter.of(database)
     attempts = []
     failing = make_work("bad", fail=True)
 
@@ -133,7 +133,7 @@ def test_other_errors_are_not_run_again(database):
 
 
 def test_every_thread_writes_through_the_process_writer_connection(database):
-    store = AssignmentStore.of(database)
+    store = GroupCommitWriter.of(database)
     used = []
 
     def work(transaction):
