@@ -38,7 +38,7 @@ from experiments.outcomes.ingest import ingest
 from experiments.spec import ExperimentSpec
 from experiments.storage import migrate
 from experiments.storage.database import Database
-from experiments.storage.writer import AssignmentStore
+from experiments.storage.writer import GroupCommitWriter
 
 CHECKPOINT_EVERY = 10  # commits between the replay's (untimed) WAL checkpoints
 
@@ -106,12 +106,12 @@ class _RecordingConnection:
 @contextmanager
 def recording(log: list):
     """Every statement the hot-path store runs, with its parameters, appended to `log`."""
-    real = AssignmentStore._connection
+    real = GroupCommitWriter._connection
 
     def connection(store, *, writer=False):
         return _RecordingConnection(real(store, writer=writer), log)
 
-    with mock.patch.object(AssignmentStore, "_connection", connection):
+    with mock.patch.object(GroupCommitWriter, "_connection", connection):
         yield
 
 

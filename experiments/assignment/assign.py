@@ -18,11 +18,17 @@ from bandits.hashing import bucket, pick
 from experiments.allocation.reweight import maybe_reweight
 from experiments.assignment.segmentation import segment_of
 from experiments.assignment.snapshot import ExperimentSnapshot, SnapshotCache
+from experiments.assignment.store import (
+    add_units,
+    insert_assignments,
+    prepare_assignments,
+    stored_assignments,
+)
 from experiments.assignment.timing import send_at, zone
 from experiments.clock import utcnow
 from experiments.errors import Conflict
 from experiments.storage.database import Database
-from experiments.storage.writer import AssignmentStore
+from experiments.storage.writer import GroupCommitWriter
 from experiments.vocabulary import HOLDOUT_ARM
 
 MAX_BATCH = 10_000
@@ -83,7 +89,7 @@ def assign(
     """Assign every unit (answers in request order), storing new assignments in bulk.
 
     It takes the database rather than a session: it runs its own short transaction on the
-    driver connection (see experiments/storage/writer.py).
+    driver connection (see experiments/assignment/store.py).
     """
     # A simulated clock sees every period opened before it, whichever node opened it: its
     # requests re-check the experiment's stamp rather than trust the cache's time to live.
@@ -109,22 +115,24 @@ def assign(
     # it were new (deterministic, so a stored unit's would be the same), as rows to store.
     candidates = _decide(runtime, units, segments, zones, now, send_times)
 
-    store = AssignmentStore.of(database)
-    prepared = store.prepare(candidates)
+    writer = GroupCommitWriter.of(database)
+    prepared = prepare_assignments(candidates, postgres=writer.postgres)
 
-    def write(store) -> tuple[dict, list[dict]]:
+    def write(transaction) -> tuple[dict, list[dict]]:
         # Runs in a write transaction, perhaps together with other requests' (group commit).
         # Insert first: a new unit (the usual case) then costs no look-up; a unit already
         # stored is skipped by the unique constraint and its stored answer read back.
-        inserted = store.insert(prepared)
+        inserted = insert_assignments(transaction, prepared)
         decisions = [d for d in candidates if d["id"] in inserted]
         stored = {}
         if sticky and len(inserted) < len(candidates):
-            stored = store.stored(
+            stored = stored_assignments(
+                transaction,
                 runtime.experiment_id,
                 [d["unit_id"] for d in candidates if d["id"] not in inserted],
             )
-        store.add_units(
+        add_units(
+            transaction,
             runtime.experiment_id,
             runtime.metrics,
             Counter((d["period"], d["segment"], d["variant"] or HOLDOUT_ARM) for d in decisions),
@@ -132,7 +140,7 @@ def assign(
         )
         return stored, decisions
 
-    stored, decisions = store.run(write)
+    stored, decisions = writer.run(write)
 
     by_unit = {d["unit_id"]: d for d in decisions}
     answers = []

@@ -12,16 +12,14 @@ follow, and folded into the sufficient statistics the bandit and the results rea
   continuous metric sums the unit's values. Each assignment's running total per metric lives
   in `unit_metric` (upserted, so concurrent batches add up exactly); the change of each total
   updates `arm_stats` (conversions, sum, sum of squares of the per-unit totals) in the same
-  transaction. `rebuild_statistics` recomputes both from raw rows.
+  transaction. The rule is experiments/statistics/counting.py; the statements are
+  experiments/outcomes/store.py; experiments/statistics/audit.py recomputes both from raw rows.
 """
 
-import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
-
-from sqlalchemy import select
+from datetime import datetime
 
 from experiments.assignment.snapshot import ExperimentSnapshot, SnapshotCache
 from experiments.clock import utcnow
@@ -29,14 +27,16 @@ from experiments.errors import NotFound
 from experiments.outcomes.store import (
     OutcomeRow,
     PreparedOutcomes,
+    StoredAssignment,
     UnitDelta,
+    experiment_keys,
+    find_assignments,
     stored_event_ids,
     write_outcomes,
 )
+from experiments.statistics.counting import event_amount
 from experiments.storage.database import Database
-from experiments.storage.tables import Experiment
-from experiments.storage.writer import AssignmentStore
-from experiments.vocabulary import HOLDOUT_ARM
+from experiments.storage.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,6 @@ class IngestCounts:
     unattributed: int  # of the accepted, those stored as unattributed
 
 
-@dataclass(slots=True)
-class _Assigned:
-    id: str
-    experiment_id: int
-    unit_id: str
-    assigned_at: datetime
-    arm: tuple[int, str, str]  # (period, segment, variant or the holdout's arm)
-
-
 def ingest(
     *,
     database: Database,
@@ -92,20 +83,20 @@ def ingest(
         unique.setdefault(event.event_id, event)
     batch = list(unique.values())
 
-    store = AssignmentStore.of(database)
+    writer = GroupCommitWriter.of(database)
     # Events stored before are set aside first, outside the write lock; the insert's own
     # ON CONFLICT still decides for any stored meanwhile.
-    known = _stored_event_ids(store, [e.event_id for e in batch])
+    known = stored_event_ids(writer, [e.event_id for e in batch])
     fresh = [e for e in batch if e.event_id not in known]
 
     runtimes = _runtimes(database, cache, fresh)
-    found = _assignments(database, runtimes, fresh)
+    found = _assignments(writer, runtimes, fresh)
     by_id = _runtimes_by_id(database, cache, runtimes, found)
     rows = [_attribute(event, runtimes, by_id, found, now) for event in fresh]
-    prepared = PreparedOutcomes(rows, store.postgres)
+    prepared = PreparedOutcomes(rows, writer.postgres)
 
     inserted = (
-        store.run(lambda transaction: write_outcomes(transaction, prepared)) if rows else set()
+        writer.run(lambda transaction: write_outcomes(transaction, prepared)) if rows else set()
     )
     unattributed = sum(1 for row in rows if row.event_id in inserted and not row.attributed)
     return IngestCounts(
@@ -113,11 +104,6 @@ def ingest(
         duplicates=len(events) - len(inserted),
         unattributed=unattributed,
     )
-
-
-def _stored_event_ids(store: AssignmentStore, event_ids: list[str]) -> set[str]:
-    with store.read() as cursor:
-        return stored_event_ids(cursor, event_ids, postgres=store.postgres)
 
 
 def _runtimes(database, cache, events) -> dict[str, ExperimentSnapshot | None]:
@@ -135,69 +121,31 @@ def _runtimes_by_id(database, cache, runtimes, found) -> dict[int, ExperimentSna
     by_id = {r.experiment_id: r for r in runtimes.values() if r is not None}
     missing = {a.experiment_id for a in found["id"].values()} - set(by_id)
     if missing:
-        with database.engine.connect() as connection:
-            keys = connection.execute(
-                select(Experiment.__table__.c.key).where(Experiment.__table__.c.id.in_(missing))
-            ).scalars()
-            for key in keys:
-                runtime = cache.get(database=database, key=key)
-                by_id[runtime.experiment_id] = runtime
+        for key in experiment_keys(database, missing):
+            runtime = cache.get(database=database, key=key)
+            by_id[runtime.experiment_id] = runtime
     return by_id
 
 
-ASSIGNED = "id, experiment_id, unit_id, variant, segment, period, assigned_at"
-
-
-def _assignments(database, runtimes, events) -> dict:
-    """The assignments the events may refer to: by id, and by (experiment id, unit id).
-
-    Read on the driver connection, outside the write lock: assignments never change once
-    stored. (An assignment committed after this read is a unit unknown to this batch.)
-    """
-    store = AssignmentStore.of(database)
-    postgres = store.postgres
-    among = "= ANY(%s)" if postgres else "IN (SELECT value FROM json_each(?))"
-    mark = "%s" if postgres else "?"
-
-    def values(items: list[str]):
-        return items if postgres else json.dumps(items)
-
-    times: dict = {}  # a batch of assignments shares its time: parsed once
-
-    def assigned(row) -> _Assigned:
-        at = row[6]
-        if isinstance(at, str):
-            parsed = times.get(at)
-            if parsed is None:
-                parsed = times[at] = datetime.fromisoformat(at).replace(tzinfo=UTC)
-            at = parsed
-        arm = (row[5], row[4], row[3] or HOLDOUT_ARM)
-        return _Assigned(row[0], row[1], row[2], at, arm)
-
-    by_id: dict[str, _Assigned] = {}
-    by_unit: dict[tuple[int, str], list[_Assigned]] = defaultdict(list)
+def _assignments(writer: GroupCommitWriter, runtimes, events) -> dict:
+    """The assignments the events may refer to: by id, and by (experiment id, unit id), a
+    unit's decisions in the order they were made."""
     ids = sorted({e.assignment_id for e in events if e.assignment_id})
     units: dict[str, set[str]] = defaultdict(set)  # by experiment key
     for event in events:
         if not event.assignment_id and event.unit_id and runtimes.get(event.experiment):
             units[event.experiment].add(event.unit_id)
-    with store.read() as cursor:
-        if ids:
-            cursor.execute(f"SELECT {ASSIGNED} FROM assignment WHERE id {among}", (values(ids),))
-            for row in cursor.fetchall():
-                by_id[row[0]] = assigned(row)
-        for key, unit_ids in units.items():
-            runtime = runtimes[key]
-            column = "sticky_unit" if runtime.stickiness == "unit" else "unit_id"
-            decisions = "" if runtime.stickiness == "unit" else " AND sticky_unit IS NULL"
-            cursor.execute(
-                f"SELECT {ASSIGNED} FROM assignment WHERE experiment_id = {mark}{decisions} "
-                f"AND {column} {among}",
-                (runtime.experiment_id, values(sorted(unit_ids))),
-            )
-            for row in cursor.fetchall():
-                found = assigned(row)
-                by_unit[(found.experiment_id, found.unit_id)].append(found)
+    by_id, of_units = find_assignments(
+        writer,
+        ids,
+        [
+            (runtimes[key].experiment_id, runtimes[key].stickiness == "unit", sorted(unit_ids))
+            for key, unit_ids in units.items()
+        ],
+    )
+    by_unit: dict[tuple[int, str], list[StoredAssignment]] = defaultdict(list)
+    for found in of_units:
+        by_unit[(found.experiment_id, found.unit_id)].append(found)
     for decisions_of_unit in by_unit.values():
         decisions_of_unit.sort(key=lambda a: a.assigned_at)
     return {"id": by_id, "unit": by_unit}
@@ -254,8 +202,7 @@ def _attribute(event: OutcomeEvent, runtimes, by_id, found, now: datetime) -> Ou
             experiment_id,
             event.metric,
             binary,
-            # A binary metric counts positive events; the unit converted once any arrived.
-            (1.0 if event.value > 0 else 0.0) if binary else event.value,
+            event_amount(binary, event.value),
             occurred,
             delay,
             assigned.arm,

@@ -1,17 +1,31 @@
-"""Storage of outcome events, in plain DB-API calls inside the hot path's write transaction
-(see experiments/storage/writer.py), in SQLite's and PostgreSQL's dialects.
+"""Storage of outcome events, in plain DB-API calls, in SQLite's and PostgreSQL's dialects.
 
-One transaction per request (grouped with other requests' by the store): insert the events
-(the unique event_id decides which are new), add the new attributed ones to each assignment's
-running total per metric, and add the change of those totals to the arm's statistics.
+Outside the write lock, on the writer's read connection: which events are stored already, and
+the assignments the events may refer to (`stored_event_ids`, `find_assignments`). Then one
+transaction per request, grouped with other requests' by the group-commit writer
+(experiments/storage/writer.py): insert the events (the unique event_id decides which are
+new), add the new attributed ones to each assignment's running total per metric, and add the
+change of those totals to the arm's statistics, as experiments/statistics/counting.py counts.
 """
 
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from experiments.storage.writer import memoized_sqlite_time, values_statements
+from sqlalchemy import select
+
+from experiments.statistics.counting import count_change
+from experiments.storage.arm_stats import arm_stats_upsert
+from experiments.storage.database import Database
+from experiments.storage.tables import Experiment
+from experiments.storage.writer import (
+    GroupCommitWriter,
+    WriteTransaction,
+    memoized_sqlite_time,
+    values_statements,
+)
+from experiments.vocabulary import HOLDOUT_ARM
 
 OUTCOME_COLUMNS = (
     "event_id",
@@ -26,10 +40,17 @@ OUTCOME_COLUMNS = (
     "reason",
 )
 INSERT_OUTCOMES = f"INSERT INTO outcome ({', '.join(OUTCOME_COLUMNS)})"
+ADD_OUTCOMES = arm_stats_upsert("conversions", "sum", "sum_squares")
+ASSIGNED = "id, experiment_id, unit_id, variant, segment, period, assigned_at"
 
 
-def stored_event_ids(cursor, event_ids: list[str], *, postgres: bool) -> set[str]:
-    """Which of these event ids are stored already."""
+def stored_event_ids(writer: GroupCommitWriter, event_ids: list[str]) -> set[str]:
+    """Which of these event ids are stored already (read outside any write transaction)."""
+    with writer.read() as cursor:
+        return _stored_event_ids(cursor, event_ids, postgres=writer.postgres)
+
+
+def _stored_event_ids(cursor, event_ids: list[str], *, postgres: bool) -> set[str]:
     if not event_ids:
         return set()
     if postgres:
@@ -40,6 +61,74 @@ def stored_event_ids(cursor, event_ids: list[str], *, postgres: bool) -> set[str
             (json.dumps(event_ids),),
         )
     return {row[0] for row in cursor.fetchall()}
+
+
+@dataclass(slots=True)
+class StoredAssignment:
+    """What attribution needs of a stored assignment."""
+
+    id: str
+    experiment_id: int
+    unit_id: str
+    assigned_at: datetime
+    arm: tuple[int, str, str]  # (period, segment, variant or the holdout's arm)
+
+
+def find_assignments(
+    writer: GroupCommitWriter, ids: list[str], units: list[tuple[int, bool, list[str]]]
+) -> tuple[dict[str, StoredAssignment], list[StoredAssignment]]:
+    """The stored assignments with these ids (by id), and those of these units: `units` holds
+    (experiment id, unit stickiness?, unit ids); with unit stickiness, the units' sticky
+    assignments, else their decisions.
+
+    Read on the driver connection, outside the write lock: assignments never change once
+    stored. (An assignment committed after this read is a unit unknown to this batch.)
+    """
+    postgres = writer.postgres
+    among = "= ANY(%s)" if postgres else "IN (SELECT value FROM json_each(?))"
+    mark = "%s" if postgres else "?"
+
+    def values(items: list[str]):
+        return items if postgres else json.dumps(items)
+
+    times: dict = {}  # a batch of assignments shares its time: parsed once
+
+    def assigned(row) -> StoredAssignment:
+        at = row[6]
+        if isinstance(at, str):
+            parsed = times.get(at)
+            if parsed is None:
+                parsed = times[at] = datetime.fromisoformat(at).replace(tzinfo=UTC)
+            at = parsed
+        arm = (row[5], row[4], row[3] or HOLDOUT_ARM)
+        return StoredAssignment(row[0], row[1], row[2], at, arm)
+
+    by_id: dict[str, StoredAssignment] = {}
+    of_units: list[StoredAssignment] = []
+    with writer.read() as cursor:
+        if ids:
+            cursor.execute(f"SELECT {ASSIGNED} FROM assignment WHERE id {among}", (values(ids),))
+            for row in cursor.fetchall():
+                by_id[row[0]] = assigned(row)
+        for experiment_id, sticky, unit_ids in units:
+            column = "sticky_unit" if sticky else "unit_id"
+            decisions = "" if sticky else " AND sticky_unit IS NULL"
+            cursor.execute(
+                f"SELECT {ASSIGNED} FROM assignment WHERE experiment_id = {mark}{decisions} "
+                f"AND {column} {among}",
+                (experiment_id, values(unit_ids)),
+            )
+            of_units.extend(assigned(row) for row in cursor.fetchall())
+    return by_id, of_units
+
+
+def experiment_keys(database: Database, experiment_ids: set[int]) -> list[str]:
+    """The keys of these experiments."""
+    table = Experiment.__table__
+    with database.engine.connect() as connection:
+        return list(
+            connection.execute(select(table.c.key).where(table.c.id.in_(experiment_ids))).scalars()
+        )
 
 
 @dataclass(slots=True)
@@ -113,7 +202,7 @@ class PreparedOutcomes:
         self.folded = _Folded([r.delta for r in rows if r.delta is not None], postgres, when)
 
 
-def write_outcomes(transaction, prepared: PreparedOutcomes) -> set[str]:
+def write_outcomes(transaction: WriteTransaction, prepared: PreparedOutcomes) -> set[str]:
     """Store the rows whose event_id is new; fold the new attributed ones into the statistics.
     Returns the event ids stored."""
     cursor = transaction.cursor
@@ -158,7 +247,7 @@ def _insert_sqlite(cursor, prepared: PreparedOutcomes) -> set[str]:
         return {row.event_id for row in prepared.rows}
     cursor.execute("ROLLBACK TO outcomes")
     cursor.execute("RELEASE outcomes")
-    stored = stored_event_ids(cursor, [row.event_id for row in prepared.rows], postgres=False)
+    stored = _stored_event_ids(cursor, [row.event_id for row in prepared.rows], postgres=False)
     fresh = [params for params in prepared.params if params[0] not in stored]
     for sql, values in values_statements(INSERT_OUTCOMES, "", fresh):
         cursor.execute(sql, values)
@@ -219,18 +308,14 @@ class _Folded:
         arms: dict[tuple, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
         for key, e in self.merged.items():
             new_total, new_events = totals[key]
-            old_total, old_events = new_total - e["amount"], new_events - e["events"]
             d = e["delta"]
-            stats = arms[(d.experiment_id, *d.arm, d.metric)]
-            if d.binary:
-                if old_total <= 0 < new_total:  # converted now: counted once, as 0/1
-                    stats[0] += 1
-                    stats[1] += 1.0
-                    stats[2] += 1.0
-            else:
-                stats[0] += 1 if old_events == 0 else 0
-                stats[1] += new_total - old_total
-                stats[2] += new_total * new_total - old_total * old_total
+            count_change(
+                arms[(d.experiment_id, *d.arm, d.metric)],
+                d.binary,
+                new_total - e["amount"],
+                new_total,
+                new_events - e["events"],
+            )
         params = [
             (experiment_id, period, segment, variant, metric, 0, c, s, q, 0.0)
             for (experiment_id, period, segment, variant, metric), (c, s, q) in _in_key_order(
@@ -238,14 +323,6 @@ class _Folded:
             )
             if c or s or q
         ]
-        for sql, values in values_statements(
-            "INSERT INTO arm_stats (experiment_id, period, segment, variant, metric, units, "
-            "conversions, sum, sum_squares, assigned_seconds)",
-            "ON CONFLICT (experiment_id, period, segment, variant, metric) DO UPDATE SET "
-            "conversions = arm_stats.conversions + excluded.conversions, "
-            "sum = arm_stats.sum + excluded.sum, "
-            "sum_squares = arm_stats.sum_squares + excluded.sum_squares",
-            params,
-            postgres=self.postgres,
-        ):
+        head, tail = ADD_OUTCOMES
+        for sql, values in values_statements(head, tail, params, postgres=self.postgres):
             cursor.execute(sql, values)

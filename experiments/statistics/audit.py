@@ -1,17 +1,20 @@
 """Sufficient statistics rebuilt from raw rows.
 
 The hot paths keep `arm_stats` and `unit_metric` up to date as assignments and outcomes arrive
-(experiments/storage/writer.py, experiments/outcomes/store.py). This recomputes both from the
-`assignment` and `outcome` tables, for an audit (`kairos stats check`), a repair
-(`kairos stats rebuild`), or after a change of the rules.
+(experiments/assignment/store.py, experiments/outcomes/store.py). This recomputes both from the
+`assignment` and `outcome` tables, by the same counting rule (experiments/statistics/counting.py),
+for an audit (`kairos stats check`), a repair (`kairos stats rebuild`), or after a change of the
+rules.
 """
 
 import math
+from collections import defaultdict
 
 from sqlalchemy import case, delete, func, insert, select
 from sqlmodel import Session
 
 from experiments.clock import as_utc
+from experiments.statistics.counting import count_change, unit_total
 from experiments.storage.tables import ArmStats, Assignment, Experiment, Metric, Outcome, UnitMetric
 from experiments.vocabulary import HOLDOUT_ARM
 
@@ -30,7 +33,6 @@ def compute(session: Session, experiment: Experiment) -> tuple[dict, dict]:
             select(Metric.key, Metric.type).where(Metric.experiment_id == experiment.id)
         ).all()
     )
-    arms: dict[ArmKey, list] = {}
     variant = func.coalesce(Assignment.variant, HOLDOUT_ARM)
     seconds: dict[tuple, list] = {}
     for period, segment, arm, assigned_at, units in session.execute(
@@ -41,11 +43,14 @@ def compute(session: Session, experiment: Experiment) -> tuple[dict, dict]:
         entry = seconds.setdefault((period, segment, arm), [0, 0.0])
         entry[0] += units
         entry[1] += units * as_utc(assigned_at).timestamp()
-    for (period, segment, arm), (units, assigned) in seconds.items():
-        for metric in metric_types:
-            arms[(period, segment, arm, metric)] = [units, 0, 0.0, 0.0, assigned]
+    assigned: dict[ArmKey, list] = {
+        (period, segment, arm, metric): [units, seconds_sum]
+        for (period, segment, arm), (units, seconds_sum) in seconds.items()
+        for metric in metric_types
+    }
 
     units: dict[tuple[str, str], tuple] = {}
+    counted: dict[ArmKey, list] = defaultdict(lambda: [0, 0.0, 0.0])
     rows = session.execute(
         select(
             Outcome.assignment_id,
@@ -72,21 +77,15 @@ def compute(session: Session, experiment: Experiment) -> tuple[dict, dict]:
     ).all()
     for assignment_id, metric, value_sum, positives, events, first, assigned_at, *arm in rows:
         binary = metric_types.get(metric) == "binary"
-        total = float(positives) if binary else float(value_sum)
+        total = unit_total(binary, value_sum, positives)
         first = as_utc(first)
         delay = (first - as_utc(assigned_at)).total_seconds()
         units[(assignment_id, metric)] = (total, events, first, delay)
-        stats = arms.setdefault((*arm, metric), [0, 0, 0.0, 0.0, 0.0])
-        if binary:
-            if total > 0:
-                stats[1] += 1
-                stats[2] += 1.0
-                stats[3] += 1.0
-        else:
-            stats[1] += 1
-            stats[2] += total
-            stats[3] += total * total
-    return {k: tuple(v) for k, v in arms.items()}, units
+        # All of the unit's events at once: its total moves from nothing to `total`.
+        count_change(counted[(*arm, metric)], binary, 0.0, total, 0)
+    arms = {key: (n, *counted.get(key, (0, 0.0, 0.0)), t) for key, (n, t) in assigned.items()}
+    arms.update((key, (0, c, s, q, 0.0)) for key, (c, s, q) in counted.items() if key not in arms)
+    return arms, units
 
 
 def stored(session: Session, experiment: Experiment) -> tuple[dict, dict]:

@@ -1,31 +1,32 @@
-"""Storage for the assignment hot path, in plain DB-API calls.
+"""The group-commit writer: every write transaction of the hot paths, in plain DB-API calls.
 
-Every assignment request runs one short transaction: look up the units' stored assignments,
-insert the new ones, count them per arm. Through SQLAlchemy that transaction costs about
-0.4 ms of Python before the database does anything; on the raw driver connection (still taken
-from SQLAlchemy's pool) it costs about 0.05 ms. That difference is most of the gap between
-an assignment and a bare JSON echo, so this one path speaks SQL directly, in the two dialects
-Kairos supports. Everything else goes through SQLModel.
+Assignments and outcomes arrive many times a second, each as one short transaction. Through
+SQLAlchemy a transaction costs about 0.4 ms of Python before the database does anything; on
+the raw driver connection (still taken from SQLAlchemy's pool) it costs about 0.05 ms. So these
+paths speak SQL directly, in the two dialects Kairos supports; everything else goes through
+SQLModel. This module knows nothing of what is written: it owns the connections, the write
+lock, WAL checkpoints, group commit and the retries, and hands each work a `WriteTransaction`.
+The statements live beside their services (experiments/assignment/store.py,
+experiments/outcomes/store.py), built with the helpers below (`values_statements`,
+`memoized_sqlite_time`).
 
-The rows written here are the same as SQLModel would write: on SQLite, times are stored as
-naive UTC text in SQLAlchemy's format, so the ORM reads them back unchanged.
+The rows written are the same as SQLModel would write: on SQLite, times are stored as naive
+UTC text in SQLAlchemy's format, so the ORM reads them back unchanged.
 """
 
 import contextlib
 import fcntl
-import json
 import logging
 import random
 import sqlite3
 import threading
 import time
 import weakref
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 from experiments.storage.database import Database
 
@@ -33,20 +34,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-COLUMNS = (
-    "id",
-    "experiment_id",
-    "unit_id",
-    "sticky_unit",
-    "variant",
-    "segment",
-    "period",
-    "propensity",
-    "holdout",
-    "assigned_at",
-    "send_at",
-)
-STORED = "id, unit_id, variant, segment, period, propensity, holdout"
 CHECKPOINT_SECONDS = 1.0
 RESTART_FRAMES = 10_000  # ~40 MB of 4 KiB pages, as wal_autocheckpoint was
 DEADLOCK_RETRIES = 5
@@ -71,28 +58,6 @@ def memoized_sqlite_time():
         return found
 
     return text
-
-
-def sqlite_rows(rows: list[dict]) -> list[tuple]:
-    """Rows as SQLite parameters. A batch shares one `assigned_at` and a few `send_at`s, so
-    each distinct time is formatted once (strftime per row was a tenth of a batch's time)."""
-    text = memoized_sqlite_time()
-    return [
-        (
-            r["id"],
-            r["experiment_id"],
-            r["unit_id"],
-            r["sticky_unit"],
-            r["variant"],
-            r["segment"],
-            r["period"],
-            r["propensity"],
-            int(r["holdout"]),
-            text(r["assigned_at"]),
-            text(r["send_at"]),
-        )
-        for r in rows
-    ]
 
 
 @cache
@@ -133,22 +98,16 @@ def values_statements(
     return statements
 
 
-class Prepared(NamedTuple):
-    """Assignment rows made ready for the driver before the write lock is taken."""
-
-    ids: list[str]
-    params: object  # PostgreSQL: one array per column; SQLite: (sql, parameters) statements
-
-
-class AssignmentStore:
-    """The hot path's transactions on one database, SQLite or PostgreSQL.
+class GroupCommitWriter:
+    """The hot paths' write transactions on one database, SQLite or PostgreSQL, committed in
+    groups (see `run`); one per database (`of`).
 
     Each thread keeps one driver connection of its own, taken from the engine (so it was
     set up like any other: WAL, busy timeout, foreign keys) and detached from the pool:
     checking a connection in and out of the pool costs as much as the transaction.
     """
 
-    _stores: "weakref.WeakKeyDictionary[Database, AssignmentStore]" = weakref.WeakKeyDictionary()
+    _writers: "weakref.WeakKeyDictionary[Database, GroupCommitWriter]" = weakref.WeakKeyDictionary()
 
     def __init__(self, database: Database):
         self.database = database
@@ -169,11 +128,11 @@ class AssignmentStore:
         database.on_dispose(self.close)
 
     @classmethod
-    def of(cls, database: Database) -> "AssignmentStore":
-        store = cls._stores.get(database)
-        if store is None:
-            store = cls._stores[database] = cls(database)
-        return store
+    def of(cls, database: Database) -> "GroupCommitWriter":
+        writer = cls._writers.get(database)
+        if writer is None:
+            writer = cls._writers[database] = cls(database)
+        return writer
 
     def _write_lock(self):
         """SQLite only: this thread's handle on a lock file beside the database.
@@ -298,26 +257,7 @@ class AssignmentStore:
             if self.postgres:
                 connection.rollback()  # psycopg opened a transaction for the reads
 
-    def prepare(self, rows: list[dict]) -> Prepared:
-        """Rows as the driver takes them; done before run(), outside the write lock.
-
-        PostgreSQL gets them in unit order: two transactions storing the same new units in
-        opposite orders would each wait for the other's row (a deadlock)."""
-        if self.postgres:
-            rows = sorted(rows, key=lambda row: (row["sticky_unit"] or "", row["id"]))
-            ids = [row["id"] for row in rows]
-            return Prepared(ids, {name: [row[name] for row in rows] for name in COLUMNS})
-        ids = [row["id"] for row in rows]
-        return Prepared(
-            ids,
-            values_statements(
-                f"INSERT INTO assignment ({', '.join(COLUMNS)})",
-                "ON CONFLICT (experiment_id, sticky_unit) DO NOTHING",
-                sqlite_rows(rows),
-            ),
-        )
-
-    def run(self, work: "Callable[[_Transaction], T]") -> T:
+    def run(self, work: "Callable[[WriteTransaction], T]") -> T:
         """Run `work` in a write transaction, committed together with the work other threads
         of this process hand in meanwhile (group commit).
 
@@ -405,7 +345,7 @@ class AssignmentStore:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextmanager
-    def _transaction(self) -> Iterator["_Transaction"]:
+    def _transaction(self) -> Iterator["WriteTransaction"]:
         connection = self._connection(writer=True)
         try:
             cursor = connection.cursor()
@@ -413,7 +353,7 @@ class AssignmentStore:
                 # IMMEDIATE: take the write lock now, so that nobody stores the same new unit
                 # between our look-up and our insert (see experiments/storage/database.py).
                 cursor.execute("BEGIN IMMEDIATE")
-            yield _Transaction(cursor, self.postgres)
+            yield WriteTransaction(cursor, self.postgres)
             connection.commit()
         except BaseException as error:
             try:
@@ -454,99 +394,11 @@ class _Ticket:
         return self.result
 
 
-class _Transaction:
+class WriteTransaction:
+    """What a work runs in: a cursor inside the group's transaction, and its dialect."""
+
+    __slots__ = ("cursor", "postgres")
+
     def __init__(self, cursor, postgres: bool):
         self.cursor = cursor
         self.postgres = postgres
-
-    def stored(self, experiment_id: int, unit_ids: list[str]) -> dict[str, dict]:
-        """The stored (sticky) assignments of these units, by unit id."""
-        if not unit_ids:
-            return {}
-        if self.postgres:
-            self.cursor.execute(
-                f"SELECT {STORED} FROM assignment "
-                "WHERE experiment_id = %s AND sticky_unit = ANY(%s)",
-                (experiment_id, unit_ids),
-            )
-        else:
-            # One JSON parameter for any number of units (no bound-variable limit).
-            self.cursor.execute(
-                f"SELECT {STORED} FROM assignment WHERE experiment_id = ? "
-                "AND sticky_unit IN (SELECT value FROM json_each(?))",
-                (experiment_id, json.dumps(unit_ids)),
-            )
-        return {
-            row[1]: {
-                "id": row[0],
-                "unit_id": row[1],
-                "variant": row[2],
-                "segment": row[3],
-                "period": row[4],
-                "propensity": row[5],
-                "holdout": bool(row[6]),
-            }
-            for row in self.cursor.fetchall()
-        }
-
-    def insert(self, rows: Prepared) -> set[str]:
-        """Insert assignments; a sticky unit already stored is skipped. The ids inserted."""
-        if not rows.ids:
-            return set()
-        if self.postgres:
-            self.cursor.execute(
-                """
-                INSERT INTO assignment (id, experiment_id, unit_id, sticky_unit, variant,
-                                        segment, period, propensity, holdout, assigned_at,
-                                        send_at)
-                SELECT * FROM unnest(
-                    %(id)s::varchar[], %(experiment_id)s::integer[], %(unit_id)s::varchar[],
-                    %(sticky_unit)s::varchar[], %(variant)s::varchar[], %(segment)s::varchar[],
-                    %(period)s::integer[], %(propensity)s::double precision[],
-                    %(holdout)s::boolean[], %(assigned_at)s::timestamptz[],
-                    %(send_at)s::timestamptz[])
-                ON CONFLICT (experiment_id, sticky_unit) DO NOTHING
-                RETURNING id
-                """,
-                rows.params,
-            )
-            return {row[0] for row in self.cursor.fetchall()}
-        connection = self.cursor.connection
-        before = connection.total_changes
-        for sql, params in rows.params:
-            self.cursor.execute(sql, params)
-        if connection.total_changes - before == len(rows.ids):
-            return set(rows.ids)
-        # Some units were stored before: the ids that made it in are ours (ids are unique).
-        self.cursor.execute(
-            "SELECT id FROM assignment WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(rows.ids),),
-        )
-        return {row[0] for row in self.cursor.fetchall()}
-
-    def add_units(
-        self, experiment_id: int, metrics: tuple[str, ...], counts: Counter, at: float
-    ) -> None:
-        """units += n for every metric of each arm: counts[(period, segment, variant)] = n,
-        all assigned at `at` (Unix seconds)."""
-        rows = [
-            (experiment_id, period, segment, variant, metric, n, 0, 0, 0, n * at)
-            for (period, segment, variant), n in sorted(counts.items())
-            for metric in metrics
-        ]
-        if not rows:
-            return
-        head = (
-            "INSERT INTO arm_stats (experiment_id, period, segment, variant, metric, units, "
-            "conversions, sum, sum_squares, assigned_seconds)"
-        )
-        tail = (
-            "ON CONFLICT (experiment_id, period, segment, variant, metric) "
-            "DO UPDATE SET units = arm_stats.units + excluded.units, "
-            "assigned_seconds = arm_stats.assigned_seconds + excluded.assigned_seconds"
-        )
-        if self.postgres:
-            self.cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * 10)}) {tail}", rows)
-        else:
-            for sql, params in values_statements(head, tail, rows):
-                self.cursor.execute(sql, params)

@@ -332,7 +332,7 @@ def test_events_stored_between_the_look_up_and_the_insert_count_once(
         assign(client, keys, unit)
     first = [event("e-1", unit="u-1"), event("r-1", unit="u-1", metric="revenue", value=2)]
     assert send(client, keys, *first).json["accepted"] == 2
-    monkeypatch.setattr(outcomes_module, "_stored_event_ids", lambda store, ids: set())
+    monkeypatch.setattr(outcomes_module, "stored_event_ids", lambda writer, ids: set())
     again = [
         *first,
         event("e-2", unit="u-2"),
