@@ -2,7 +2,6 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from experiments.storage import migrate
@@ -19,8 +18,7 @@ def kairos_version() -> str:
 def check(database: Database) -> dict:
     report = {"status": "ok", "database": database.dialect, "version": kairos_version()}
     try:
-        with database.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        database.ping()
         current, head = migrate.current_revision(database), migrate.head_revision(database)
     except SQLAlchemyError as error:
         return {

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlmodel import Session
 
@@ -112,6 +112,11 @@ class Database:
             yield session
         finally:
             session.close()
+
+    def ping(self) -> None:
+        """Ask the database to answer one trivial query; raises SQLAlchemyError if it cannot."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     def on_dispose(self, callback) -> None:
         """Call `callback` when this database is disposed (to close connections kept aside)."""
