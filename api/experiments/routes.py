@@ -14,7 +14,7 @@ from api.experiments.schemas import (
     PeriodSchema,
     ReweightSchema,
 )
-from experiments import lifecycle, workflows
+from experiments import workflows
 from experiments.allocation import reweight
 from experiments.spec import ExperimentSpec
 from experiments.storage import repository
@@ -70,9 +70,7 @@ class StartExperiment(MethodView):
     @blp.response(200, ExperimentSchema)
     def post(self, _body, key):
         """Start a draft experiment, or resume a paused one (409 otherwise)"""
-        experiment = lifecycle.start_experiment(session=get_session(), key=key)
-        get_runtime_cache().invalidate(key)
-        return experiment
+        return workflows.start(session=get_session(), cache=get_runtime_cache(), key=key)
 
 
 @blp.route("/<key:key>/pause")
@@ -82,9 +80,7 @@ class PauseExperiment(MethodView):
     @blp.response(200, ExperimentSchema)
     def post(self, _body, key):
         """Pause a running experiment: assignments answer 409 until it is resumed"""
-        experiment = lifecycle.pause_experiment(session=get_session(), key=key)
-        get_runtime_cache().invalidate(key)
-        return experiment
+        return workflows.pause(session=get_session(), cache=get_runtime_cache(), key=key)
 
 
 @blp.route("/<key:key>/conclude")
@@ -95,9 +91,9 @@ class ConcludeExperiment(MethodView):
     def post(self, body, key):
         """Conclude a running or paused experiment (every unit gets the winner from now on) and
         publish its learnings"""
-        experiment = workflows.conclude(session=get_session(), key=key, winner=body.get("winner"))
-        get_runtime_cache().invalidate(key)
-        return experiment
+        return workflows.conclude(
+            session=get_session(), cache=get_runtime_cache(), key=key, winner=body.get("winner")
+        )
 
 
 @blp.route("/<key:key>/reweight")
