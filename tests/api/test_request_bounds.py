@@ -5,16 +5,14 @@ declared without a bound fails here, before a fuzzer finds what it lets through.
 import pytest
 from marshmallow import Schema, fields, validate
 
-from api.assignments.schemas import UnitList
-from api.outcomes.schemas import EventList
-from api.rules import FullMatch, Identifier, JsonObject, Moment, Number, Text, TimeZone
+from api.rules import Batch, FullMatch, Identifier, JsonObject, Moment, Number, Text, TimeZone
 from experiments import bounds
 
 # Fields checked by hand-written code instead of a validator, each with the test that covers it.
 CHECKED_IN_PLAIN_PYTHON = {
     # experiments.spec._segments: a scalar, or a list of at most 1,000 (test_hostile_input).
     ("RuleSchema", "value"),
-    # api.assignments.schemas.unit_problems (test_hostile_input, test_assignments).
+    # experiments.bounds.unit_problems (test_hostile_input, test_assignments).
     ("BatchRequestSchema", "units"),
     # api.outcomes.schemas.parse_event (test_hostile_input, test_outcomes).
     ("EventBatchSchema", "events"),
@@ -63,7 +61,7 @@ def unbounded(field, where, json=True) -> str | None:
     choices = [v for v in validators if isinstance(v, validate.OneOf)]
     if isinstance(field, Moment | fields.Boolean) or choices:
         return None
-    if isinstance(field, UnitList | EventList):
+    if isinstance(field, Batch):
         return None
     if isinstance(field, fields.String):  # Url and Email too
         if any(isinstance(v, FullMatch | Identifier | Text | TimeZone) for v in validators):
