@@ -27,6 +27,18 @@ blp = Blueprint(
 )
 
 
+def action(body_schema, answer=ExperimentSchema):
+    """An action on one experiment: a manager's, with an optional body (no body is no
+    fields), answering 200 with `answer` (the experiment as the action left it)."""
+
+    def decorate(post):
+        post = blp.response(200, answer)(post)
+        post = blp.arguments(body_schema, required=False)(post)
+        return requires("manage")(post)
+
+    return decorate
+
+
 @blp.route("")
 class Experiments(MethodView):
     @requires("read")
@@ -65,9 +77,7 @@ class ExperimentByKey(MethodView):
 
 @blp.route("/<key:key>/start")
 class StartExperiment(MethodView):
-    @requires("manage")
-    @blp.arguments(NoFieldsSchema(), required=False)
-    @blp.response(200, ExperimentSchema)
+    @action(NoFieldsSchema())
     def post(self, _body, key):
         """Start a draft experiment, or resume a paused one (409 otherwise)"""
         return workflows.start(session=get_session(), cache=get_runtime_cache(), key=key)
@@ -75,9 +85,7 @@ class StartExperiment(MethodView):
 
 @blp.route("/<key:key>/pause")
 class PauseExperiment(MethodView):
-    @requires("manage")
-    @blp.arguments(NoFieldsSchema(), required=False)
-    @blp.response(200, ExperimentSchema)
+    @action(NoFieldsSchema())
     def post(self, _body, key):
         """Pause a running experiment: assignments answer 409 until it is resumed"""
         return workflows.pause(session=get_session(), cache=get_runtime_cache(), key=key)
@@ -85,9 +93,7 @@ class PauseExperiment(MethodView):
 
 @blp.route("/<key:key>/conclude")
 class ConcludeExperiment(MethodView):
-    @requires("manage")
-    @blp.arguments(ConcludeSchema(), required=False)
-    @blp.response(200, ExperimentSchema)
+    @action(ConcludeSchema())
     def post(self, body, key):
         """Conclude a running or paused experiment (every unit gets the winner from now on) and
         publish its learnings"""
@@ -98,9 +104,7 @@ class ConcludeExperiment(MethodView):
 
 @blp.route("/<key:key>/reweight")
 class ReweightExperiment(MethodView):
-    @requires("manage")
-    @blp.arguments(ReweightSchema(), required=False)
-    @blp.response(200, PeriodSchema)
+    @action(ReweightSchema(), answer=PeriodSchema)
     @blp.alt_response(
         409,
         description="Not a running Thompson-sampling experiment, too few units per arm, or a "
