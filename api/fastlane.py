@@ -62,8 +62,8 @@ class AssignmentFastLane:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
             return None
-        limit = self.app.config["MAX_CONTENT_LENGTH"]  # beyond it Flask answers 413
-        if not 0 < length < limit:
+        limit = self.app.config["MAX_CONTENT_LENGTH"]  # from it on Flask answers 413
+        if length <= 0 or (limit is not None and length >= limit):
             return None
         raw = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(raw)  # Flask reads it again if we hand over
