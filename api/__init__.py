@@ -13,7 +13,7 @@ from marshmallow import validate
 from sqlalchemy.exc import OperationalError
 from swagger_ui_bundle import swagger_ui_path
 
-from api import converters, errors, pages
+from api import converters, errors, pages, rules
 from api.auth import SECURITY_SCHEME
 from api.blueprint import refuse_bodies_that_are_not_json
 from api.db import init_database
@@ -83,6 +83,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     )
     api.spec.components.security_scheme("bearerAuth", SECURITY_SCHEME)
     api.ma_plugin.converter.add_attribute_function(exclusive_bounds)
+    rules.document_schema_keywords(api.ma_plugin.converter)
     converters.register(app, api)
     for blueprint in blueprints():
         api.register_blueprint(blueprint)

@@ -53,18 +53,6 @@ def body_bytes(req: Request) -> bytes:
     return data
 
 
-def json_body():
-    """The request's JSON body, for a view that checks it in plain Python. No body is no
-    fields: the view's rules then name each one missing (422)."""
-    data = body_bytes(request)
-    if not data:
-        return {}
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        abort(400, message=INVALID_JSON.format(error=error))
-
-
 def page_window(pagination_parameters) -> tuple[int, int]:
     """(offset, limit) of a requested page. Any page number is valid; beyond the last one the
     page is empty, and the offset stops where a 64-bit SQL integer does."""

@@ -8,13 +8,12 @@ reaches a query.
 from werkzeug.routing import BaseConverter, IntegerConverter
 
 from experiments import bounds
-from experiments.spec import SLUG_PATTERN
 
 
 class KeyConverter(BaseConverter):
-    """An experiment's key: a slug (SLUG_PATTERN without its anchors; routing anchors it)."""
+    """An experiment's key: a slug (bounds.SLUG_PATTERN without its anchors; routing anchors it)."""
 
-    regex = SLUG_PATTERN.removeprefix("^").removesuffix("$")
+    regex = bounds.SLUG_PATTERN.removeprefix("^").removesuffix("$")
 
 
 class IdConverter(IntegerConverter):
@@ -25,7 +24,7 @@ class IdConverter(IntegerConverter):
 
 
 def key_parameter(_converter) -> dict:
-    return {"type": "string", "pattern": SLUG_PATTERN}
+    return {"type": "string", "pattern": bounds.SLUG_PATTERN}
 
 
 def id_parameter(_converter) -> dict:

@@ -4,9 +4,11 @@ A single assignment is what journey engines call on every message, so its cost p
 is the service's capacity. Through Flask, flask-smorest, webargs and marshmallow, the request
 around the assignment costs about twice the assignment itself (request context, URL routing,
 schema load, response wrapping). This WSGI middleware serves the ordinary case directly: a
-JSON body that certainly passes AssignmentRequestSchema, a bearer key granting `assign`, and
-an assignment that succeeds. It calls the same `assign` with the same arguments and answers
-the same JSON bytes as the Flask view.
+JSON body that certainly passes AssignmentRequestSchema (its experiment a slug, its unit
+passing experiments/bounds.py's `unit_problems`, which are the rules the schema's fields
+call), a bearer key granting `assign`, and an assignment that succeeds. It calls the same
+`assign` with the same arguments and answers the same JSON bytes as the Flask view's dump
+through AssignmentSchema (tests/api/test_fastlane.py compares them).
 
 Anything else (another route, a body it is not sure of, no key, a wrong scope, a simulated
 `now`, an unknown experiment, a paused one, any exception) is handed to Flask untouched, body
@@ -17,25 +19,20 @@ failed transaction is rolled back.
 
 import io
 import logging
-import re
 
 import orjson
 
-from api.assignments.schemas import unit_problems
+from api.assignments.schemas import parse_unit
 from api.auth import lookup_key
 from api.db import CACHE_EXTENSION
 from api.db import EXTENSION as DATABASE_EXTENSION
-from api.jsonio import OPTIONS, _default
-from experiments import keys
+from api.jsonio import dumps
+from experiments import bounds, keys
 from experiments.assignment.assign import UnitRequest, assign
-from experiments.spec import SLUG_PATTERN
 
 log = logging.getLogger(__name__)
 
 PATH = "/v1/assignments"
-FIELDS = frozenset({"experiment", "unit_id", "attributes", "timezone"})
-MAX_BODY = 64 * 1024
-_SLUG = re.compile(SLUG_PATTERN)
 
 
 class AssignmentFastLane:
@@ -65,7 +62,8 @@ class AssignmentFastLane:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
             return None
-        if not 0 < length <= MAX_BODY:
+        limit = self.app.config["MAX_CONTENT_LENGTH"]  # from it on Flask answers 413
+        if length <= 0 or (limit is not None and length >= limit):
             return None
         raw = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(raw)  # Flask reads it again if we hand over
@@ -92,7 +90,7 @@ class AssignmentFastLane:
         except Exception:  # the Flask view runs it again and answers the error its own way
             log.debug("fast lane handing over to Flask", exc_info=True)
             return None
-        return orjson.dumps(answer, default=_default, option=OPTIONS) + b"\n"
+        return dumps(answer)
 
     def _key(self, header: str):
         kind, _, token = header.partition(" ")
@@ -111,13 +109,9 @@ def is_json_type(content_type: str) -> bool:
 
 
 def _unit(body) -> UnitRequest | None:
-    """The unit if the body certainly passes AssignmentRequestSchema, else None."""
-    if not isinstance(body, dict) or not body.keys() <= FIELDS:
-        return None
-    experiment = body.get("experiment")
-    if not isinstance(experiment, str) or not _SLUG.fullmatch(experiment):
+    """The unit if the body certainly passes AssignmentRequestSchema, else None. Any field
+    but the experiment's key and the unit's (an admin's `now`, an unknown one) is Flask's."""
+    if not isinstance(body, dict) or not bounds.is_slug(body.get("experiment")):
         return None
     unit = {name: value for name, value in body.items() if name != "experiment"}
-    if unit_problems(unit):
-        return None
-    return UnitRequest(unit["unit_id"], unit.get("attributes"), unit.get("timezone"))
+    return parse_unit(unit)[0]

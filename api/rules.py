@@ -20,6 +20,10 @@ class FullMatch(validate.Regexp):
         return value
 
 
+Slug = FullMatch(bounds.SLUG_PATTERN, error=bounds.SLUG_RULE)
+VariantKey = FullMatch(bounds.VARIANT_KEY_PATTERN, error=bounds.VARIANT_KEY_RULE)
+
+
 class Identifier(validate.Length):
     """1 to `max` printable characters (see experiments/bounds.py). A Length, so that the
     OpenAPI document states the bounds."""
@@ -52,13 +56,9 @@ class Text(validate.Length):
 class TimeZone(validate.Validator):
     """An IANA time zone name (Europe/Paris, America/New_York, UTC)."""
 
-    @staticmethod
-    def message(value) -> str:
-        return f"Unknown time zone '{value}': use an IANA name such as 'Europe/Paris'."
-
     def __call__(self, value):
         if not bounds.is_time_zone(value):
-            raise ValidationError(self.message(value))
+            raise ValidationError(bounds.time_zone_problem(value))
         return value
 
 
@@ -108,3 +108,46 @@ class Moment(fields.AwareDateTime):
             return bounds.parse_moment(value)
         except ValueError as error:
             raise ValidationError(str(error)) from None
+
+
+class Batch(fields.List):
+    """The list of a batch request (units, events): 1 to bounds.MAX_BATCH items, each read by
+    `parse`, a plain function returning (the item as the service takes it, its problems by
+    field). A nested schema per item would cost more than the work the batch asks for; the
+    OpenAPI document still describes each item by `item_schema`."""
+
+    def __init__(self, item_schema, *, noun: str, parse, **kwargs):
+        metadata = {"minItems": 1, "maxItems": bounds.MAX_BATCH, **kwargs.pop("metadata", {})}
+        super().__init__(fields.Nested(item_schema), metadata=metadata, **kwargs)
+        self.noun = noun
+        self.parse = parse
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list):
+            raise ValidationError(f"Must be a list of {self.noun}.")
+        if not 1 <= len(value) <= bounds.MAX_BATCH:
+            raise ValidationError(f"Give between 1 and {bounds.MAX_BATCH:,} {self.noun}.")
+        parse = self.parse
+        items, errors = [], {}
+        for index, item in enumerate(value):
+            parsed, problems = parse(item)
+            if problems:
+                errors[index] = problems
+            items.append(parsed)
+        if errors:
+            raise ValidationError(errors)
+        return items
+
+
+def document_schema_keywords(converter) -> None:
+    """Let a schema add JSON Schema keywords that no field can say (`anyOf` over required
+    fields) through `class Meta: json_schema = {...}`."""
+    to_json_schema = converter.schema2jsonschema
+
+    def schema2jsonschema(schema):
+        document = to_json_schema(schema)
+        meta = getattr(schema, "Meta", None)
+        document.update(getattr(meta, "json_schema", {}))
+        return document
+
+    converter.schema2jsonschema = schema2jsonschema

@@ -1,6 +1,6 @@
 """What an experiment is, before it is stored: a validated, normalised specification.
 
-The HTTP edge checks each field's type, range and spelling (with the patterns defined here);
+The HTTP edge checks each field's type, range and spelling (experiments/bounds.py);
 `ExperimentSpec.from_dict` checks the rules that tie fields together, generates the full
 factorial when only factors are given, and fills defaults. Every rule it breaks is reported
 against the field it concerns, all at once.
@@ -8,20 +8,12 @@ against the field it concerns, all at once.
 
 import itertools
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from experiments import bounds
 from experiments.errors import InvalidSpec
 from experiments.vocabulary import RESERVED_SEGMENTS, SUPPRESSED_METRIC
-
-# Anchored for the OpenAPI document (JSON Schema patterns match anywhere); Python code matches
-# them with `fullmatch`, since with `re.match` a `$` also matches before a final newline.
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-VARIANT_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.,=-]{0,199}$"
-SLUG = re.compile(SLUG_PATTERN)
-VARIANT_KEY = re.compile(VARIANT_KEY_PATTERN)
 
 MAX_VARIANTS = 256
 MAX_ATTRIBUTION_WINDOW_HOURS = 24 * 90
@@ -227,7 +219,7 @@ def _variants(raw: list | None, factors, fail) -> list[VariantSpec] | None:
             combination = dict(zip(names, levels, strict=True))
             variants.append(VariantSpec(factorial_key(combination), combination, {}, math.nan))
         longest = max((v.key for v in variants), key=len, default="")
-        if not VARIANT_KEY.fullmatch(longest):
+        if not bounds.VARIANT_KEY.fullmatch(longest):
             fail(
                 "factors",
                 f"A generated variant key would be {len(longest)} characters ('{longest[:40]}…'); "

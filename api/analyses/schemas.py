@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from api.experiments.schemas import Slug
+from api.rules import Slug
 from experiments.analysis_jobs import METHODS
 
 

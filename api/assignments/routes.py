@@ -1,7 +1,8 @@
 """/v1/assignments: which variant a unit gets, one at a time or in batches.
 
-Answers are dataclasses serialised straight to JSON (AssignmentSchema documents them): a
-schema dump per unit would cost more than the assignment itself.
+A single answer is dumped by AssignmentSchema. A batch's answers are serialised straight from
+their dataclasses (a schema dump per unit would cost more than the assignment itself);
+tests/api/test_assignments.py proves those bytes equal BatchAnswerSchema's dump.
 """
 
 from flask.views import MethodView
@@ -16,7 +17,7 @@ from api.auth import requires, simulated_now
 from api.blueprint import Blueprint
 from api.db import get_database, get_runtime_cache
 from api.jsonio import json_response
-from experiments.assignment.assign import UnitRequest, assign
+from experiments.assignment.assign import AssignmentAnswer, UnitRequest, assign
 
 blp = Blueprint(
     "assignments",
@@ -26,8 +27,14 @@ blp = Blueprint(
 )
 
 
-def unit_request(data: dict) -> UnitRequest:
-    return UnitRequest(data["unit_id"], data.get("attributes"), data.get("timezone"))
+def _assign(body: dict, units: list[UnitRequest]) -> list[AssignmentAnswer]:
+    return assign(
+        database=get_database(),
+        cache=get_runtime_cache(),
+        experiment_key=body["experiment"],
+        units=units,
+        now=simulated_now(body),
+    )
 
 
 @blp.route("")
@@ -37,14 +44,9 @@ class Assignments(MethodView):
     @blp.response(200, AssignmentSchema)
     def post(self, body):
         """Assign one unit (sticky and deterministic)"""
-        (answer,) = assign(
-            database=get_database(),
-            cache=get_runtime_cache(),
-            experiment_key=body["experiment"],
-            units=[unit_request(body)],
-            now=simulated_now(body),
-        )
-        return json_response(answer)
+        unit = UnitRequest(body["unit_id"], body.get("attributes"), body.get("timezone"))
+        (answer,) = _assign(body, [unit])
+        return answer
 
 
 @blp.route("/batch")
@@ -54,11 +56,4 @@ class AssignmentBatch(MethodView):
     @blp.response(200, BatchAnswerSchema)
     def post(self, body):
         """Assign up to 10,000 units; answers in request order"""
-        answers = assign(
-            database=get_database(),
-            cache=get_runtime_cache(),
-            experiment_key=body["experiment"],
-            units=[unit_request(u) for u in body["units"]],
-            now=simulated_now(body),
-        )
-        return json_response({"assignments": answers})
+        return json_response({"assignments": _assign(body, body["units"])})

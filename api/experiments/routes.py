@@ -14,7 +14,7 @@ from api.experiments.schemas import (
     PeriodSchema,
     ReweightSchema,
 )
-from experiments import lifecycle, workflows
+from experiments import workflows
 from experiments.allocation import reweight
 from experiments.spec import ExperimentSpec
 from experiments.storage import repository
@@ -25,6 +25,18 @@ blp = Blueprint(
     url_prefix="/v1/experiments",
     description="Experiments: what is tested, on whom, and where each one is in its lifecycle.",
 )
+
+
+def action(body_schema, answer=ExperimentSchema):
+    """An action on one experiment: a manager's, with an optional body (no body is no
+    fields), answering 200 with `answer` (the experiment as the action left it)."""
+
+    def decorate(post):
+        post = blp.response(200, answer)(post)
+        post = blp.arguments(body_schema, required=False)(post)
+        return requires("manage")(post)
+
+    return decorate
 
 
 @blp.route("")
@@ -65,46 +77,34 @@ class ExperimentByKey(MethodView):
 
 @blp.route("/<key:key>/start")
 class StartExperiment(MethodView):
-    @requires("manage")
-    @blp.arguments(NoFieldsSchema(), required=False)
-    @blp.response(200, ExperimentSchema)
+    @action(NoFieldsSchema())
     def post(self, _body, key):
         """Start a draft experiment, or resume a paused one (409 otherwise)"""
-        experiment = lifecycle.start_experiment(session=get_session(), key=key)
-        get_runtime_cache().invalidate(key)
-        return experiment
+        return workflows.start(session=get_session(), cache=get_runtime_cache(), key=key)
 
 
 @blp.route("/<key:key>/pause")
 class PauseExperiment(MethodView):
-    @requires("manage")
-    @blp.arguments(NoFieldsSchema(), required=False)
-    @blp.response(200, ExperimentSchema)
+    @action(NoFieldsSchema())
     def post(self, _body, key):
         """Pause a running experiment: assignments answer 409 until it is resumed"""
-        experiment = lifecycle.pause_experiment(session=get_session(), key=key)
-        get_runtime_cache().invalidate(key)
-        return experiment
+        return workflows.pause(session=get_session(), cache=get_runtime_cache(), key=key)
 
 
 @blp.route("/<key:key>/conclude")
 class ConcludeExperiment(MethodView):
-    @requires("manage")
-    @blp.arguments(ConcludeSchema(), required=False)
-    @blp.response(200, ExperimentSchema)
+    @action(ConcludeSchema())
     def post(self, body, key):
         """Conclude a running or paused experiment (every unit gets the winner from now on) and
         publish its learnings"""
-        experiment = workflows.conclude(session=get_session(), key=key, winner=body.get("winner"))
-        get_runtime_cache().invalidate(key)
-        return experiment
+        return workflows.conclude(
+            session=get_session(), cache=get_runtime_cache(), key=key, winner=body.get("winner")
+        )
 
 
 @blp.route("/<key:key>/reweight")
 class ReweightExperiment(MethodView):
-    @requires("manage")
-    @blp.arguments(ReweightSchema(), required=False)
-    @blp.response(200, PeriodSchema)
+    @action(ReweightSchema(), answer=PeriodSchema)
     @blp.alt_response(
         409,
         description="Not a running Thompson-sampling experiment, too few units per arm, or a "

@@ -6,17 +6,8 @@ domain's, checked by `experiments.spec.ExperimentSpec`.
 
 from marshmallow import Schema, fields, validate
 
-from api.rules import FullMatch, JsonObject, Moment, Number, identifier, text
+from api.rules import JsonObject, Moment, Number, Slug, VariantKey, identifier, text
 from experiments import bounds, spec, vocabulary
-
-Slug = FullMatch(
-    spec.SLUG_PATTERN,
-    error="Must be a slug: 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit.",
-)
-VariantKey = FullMatch(
-    spec.VARIANT_KEY_PATTERN,
-    error="Must be 1-200 of a-z, 0-9 and - _ . , =, starting with a letter or digit.",
-)
 
 
 def one_of(choices) -> validate.OneOf:

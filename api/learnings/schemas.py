@@ -2,8 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.experiments.schemas import Slug
-from api.rules import Identifier, Moment, Number, identifier, text
+from api.rules import Identifier, Moment, Number, Slug, identifier, text
 from experiments import bounds
 from experiments.learnings.record import (
     JOB_NOT_CONVERGED,

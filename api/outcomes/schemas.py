@@ -1,17 +1,18 @@
 """Outcome events and the counts answered.
 
-Events are checked in plain Python (as assignment batches are): a nested marshmallow schema
-per event would cost more than storing it. The OpenAPI description is given by hand.
+An event's rules are experiments/bounds.py's, applied in plain Python by `parse_event` (as a
+batch's units are): a marshmallow load per event would cost more than storing it.
+OutcomeEventSchema documents the same fields and loads through `parse_event`, so the one
+event of POST /v1/outcomes and each event of a batch meet the same rules.
 """
 
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import Schema, ValidationError, fields, validate
 
+from api.rules import Batch, Moment, Number, Slug, identifier
 from experiments import bounds
-from experiments.outcomes.ingest import MAX_BATCH, OutcomeEvent
-from experiments.spec import SLUG, SLUG_PATTERN
+from experiments.outcomes.ingest import OutcomeEvent
 
 IDENTIFIER_RULE = f"1 to {bounds.MAX_IDENTIFIER} characters, {bounds.IDENTIFIER_RULE}"
-
 EVENT_FIELDS = {
     "event_id",
     "experiment",
@@ -21,54 +22,7 @@ EVENT_FIELDS = {
     "value",
     "occurred_at",
 }
-EVENT_DOC = {
-    "type": "object",
-    "required": ["event_id", "metric"],
-    "description": "Give `assignment_id`, or `experiment` and `unit_id`.",
-    "anyOf": [{"required": ["assignment_id"]}, {"required": ["experiment", "unit_id"]}],
-    "properties": {
-        "event_id": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": bounds.MAX_IDENTIFIER,
-            "description": f"Printable characters only; {bounds.IDENTIFIER_RULE}.",
-        },
-        "experiment": {
-            "type": ["string", "null"],
-            "pattern": SLUG_PATTERN,
-            "description": "experiment key",
-        },
-        "unit_id": {
-            "type": ["string", "null"],
-            "minLength": 1,
-            "maxLength": bounds.MAX_IDENTIFIER,
-        },
-        "assignment_id": {
-            "type": ["string", "null"],
-            "minLength": 1,
-            "maxLength": 32,
-            "description": "as the assignment answered it; null: by experiment and unit_id",
-        },
-        "metric": {
-            "type": "string",
-            "pattern": SLUG_PATTERN,
-            "description": "a metric key of the experiment",
-        },
-        "value": {
-            "type": "number",
-            "default": 1,
-            "minimum": -bounds.MAX_OUTCOME_VALUE,
-            "maximum": bounds.MAX_OUTCOME_VALUE,
-            "description": "1 for a binary metric",
-        },
-        "occurred_at": {
-            "type": ["string", "null"],
-            "format": "date-time",
-            "description": f"when it happened (default: when received): {bounds.MOMENT_RULE}",
-        },
-    },
-    "additionalProperties": False,
-}
+MAX_ASSIGNMENT_ID = 32
 
 
 def parse_event(event) -> tuple[OutcomeEvent | None, dict[str, list[str]]]:
@@ -80,19 +34,19 @@ def parse_event(event) -> tuple[OutcomeEvent | None, dict[str, list[str]]]:
     if not bounds.is_identifier(event_id):
         problems["event_id"] = [f"Required: {IDENTIFIER_RULE}."]
     metric = event.get("metric")
-    if not isinstance(metric, str) or not SLUG.fullmatch(metric):
+    if not bounds.is_slug(metric):
         problems["metric"] = ["Required: a metric key (a slug)."]
     experiment = event.get("experiment")
-    if experiment is not None and (
-        not isinstance(experiment, str) or not SLUG.fullmatch(experiment)
-    ):
+    if experiment is not None and not bounds.is_slug(experiment):
         problems["experiment"] = ["Must be an experiment key (a slug)."]
     unit_id = event.get("unit_id")
     if unit_id is not None and not bounds.is_identifier(unit_id):
         problems["unit_id"] = [f"Must be {IDENTIFIER_RULE}."]
     assignment_id = event.get("assignment_id")
-    if assignment_id is not None and not bounds.is_identifier(assignment_id, 32):
-        problems["assignment_id"] = ["Must be an assignment id (1 to 32 characters)."]
+    if assignment_id is not None and not bounds.is_identifier(assignment_id, MAX_ASSIGNMENT_ID):
+        problems["assignment_id"] = [
+            f"Must be an assignment id (1 to {MAX_ASSIGNMENT_ID} characters)."
+        ]
     if assignment_id is None and (experiment is None or unit_id is None):
         problems.setdefault("assignment_id", []).append(
             "Give assignment_id, or experiment and unit_id."
@@ -126,28 +80,48 @@ def parse_event(event) -> tuple[OutcomeEvent | None, dict[str, list[str]]]:
     )
 
 
-class EventList(fields.Field):
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, list):
-            raise ValidationError("Must be a list of events.")
-        if not 1 <= len(value) <= MAX_BATCH:
-            raise ValidationError(f"Give between 1 and {MAX_BATCH:,} events.")
-        events, errors = [], {}
-        for index, item in enumerate(value):
-            event, problems = parse_event(item)
-            if problems:
-                errors[index] = problems
-            events.append(event)
-        if errors:
-            raise ValidationError(errors)
-        return events
+class OutcomeEventSchema(Schema):
+    """One event, as `parse_event` reads it (its fields are what the OpenAPI document says)."""
+
+    class Meta:
+        json_schema = {
+            "description": "Give `assignment_id`, or `experiment` and `unit_id`.",
+            "anyOf": [{"required": ["assignment_id"]}, {"required": ["experiment", "unit_id"]}],
+        }
+
+    event_id = identifier(
+        required=True, metadata={"description": f"{bounds.IDENTIFIER_RULE.capitalize()}."}
+    )
+    experiment = fields.String(
+        allow_none=True, validate=Slug, metadata={"description": "experiment key"}
+    )
+    unit_id = identifier(allow_none=True)
+    assignment_id = identifier(
+        MAX_ASSIGNMENT_ID,
+        allow_none=True,
+        metadata={"description": "as the assignment answered it; null: by experiment and unit_id"},
+    )
+    metric = fields.String(
+        required=True, validate=Slug, metadata={"description": "a metric key of the experiment"}
+    )
+    value = Number(
+        load_default=1,
+        validate=validate.Range(-bounds.MAX_OUTCOME_VALUE, bounds.MAX_OUTCOME_VALUE),
+        metadata={"description": "1 for a binary metric"},
+    )
+    occurred_at = Moment(
+        allow_none=True, metadata={"description": "when it happened (default: when received):"}
+    )
+
+    def load(self, data, **kwargs) -> OutcomeEvent:
+        event, problems = parse_event(data)
+        if problems:
+            raise ValidationError(problems)
+        return event
 
 
 class EventBatchSchema(Schema):
-    events = EventList(
-        required=True,
-        metadata={"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": EVENT_DOC},
-    )
+    events = Batch(OutcomeEventSchema, noun="events", parse=parse_event, required=True)
 
 
 class CountsSchema(Schema):

@@ -230,7 +230,9 @@ def _pause(key):
 
 def _conclude(key):
     winner = request.form.get("winner") or None
-    found = workflows.conclude(session=get_session(), key=key, winner=winner)
+    found = workflows.conclude(
+        session=get_session(), cache=get_runtime_cache(), key=key, winner=winner
+    )
     return (
         f"Concluded: every unit now gets '{found.winner}'; the learnings were published "
         "to the registry."

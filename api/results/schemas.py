@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields
 
-from api.experiments.schemas import Slug
+from api.rules import Slug
 
 Probability = fields.Float(allow_none=True)
 

@@ -31,8 +31,6 @@ from experiments.storage.database import Database
 from experiments.storage.writer import GroupCommitWriter
 from experiments.vocabulary import HOLDOUT_ARM
 
-MAX_BATCH = 10_000
-
 
 # Plain (not frozen) slotted dataclasses: a frozen one sets each field through
 # object.__setattr__, and these are made once per unit of every batch.

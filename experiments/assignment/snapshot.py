@@ -177,6 +177,10 @@ class SnapshotCache:
         return runtime
 
     def invalidate(self, key: str | None = None) -> None:
+        """Forget `key`'s snapshot (every one if None), so that this process reloads it now
+        rather than within `ttl`. Called by the domain functions that change what assigning
+        sees, after their transaction: experiments/workflows.py (start, pause, conclude) and
+        experiments/allocation/reweight.py (a new period)."""
         with self._lock:
             if key is None:
                 self._entries.clear()

@@ -40,8 +40,6 @@ from experiments.storage.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 10_000
-
 UNKNOWN_EXPERIMENT = "unknown_experiment"
 UNKNOWN_ASSIGNMENT = "unknown_assignment"
 UNKNOWN_UNIT = "unknown_unit"

@@ -12,8 +12,13 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from api import create_app
+from api.assignments.schemas import AssignmentSchema, BatchAnswerSchema
+from api.db import get_database, get_runtime_cache
+from api.jsonio import dumps
 from bandits.hashing import bucket
 from experiments import lifecycle
+from experiments.assignment.assign import UnitRequest
+from experiments.assignment.assign import assign as assign_units
 from experiments.storage.tables import AllocationPeriod, ArmStats, Assignment, Experiment
 from tests.utils.assignments import assign_batch, set_conversions, start
 from tests.utils.factories import FACTORIAL, experiment_body
@@ -295,6 +300,46 @@ def test_concluded_experiment_answers_the_winner_and_logs_nothing(client, keys, 
     assert {a["variant"] for a in answers} == {"evening-email"}
     assert all(a["concluded"] and a["assignment_id"] is None for a in answers)
     assert count(database, Assignment) == 1
+
+
+def test_answers_serialised_straight_are_the_bytes_of_their_schemas_dump(app, client, keys):
+    """The batch view (and the fast lane, tests/api/test_fastlane.py) serialise the answers'
+    dataclasses without a schema: the bytes are those of BatchAnswerSchema's (and
+    AssignmentSchema's) dump, over held-out units, timed sends in several zones and segments,
+    fresh decisions and a concluded experiment."""
+    variants = experiment_body()["variants"]
+    variants[1]["payload"] = {"template": "nudge_b", "send": {"delay_minutes": 90}}
+    start(client, keys, experiment_body(stickiness="decision", holdout=0.3, variants=variants))
+    zones = [None, "Europe/Paris", "America/New_York", "Asia/Kolkata"]
+    units = [
+        UnitRequest(f"u-{i}", NEWCOMER if i % 2 else None, zones[i % len(zones)]) for i in range(60)
+    ]
+    moment = datetime(2030, 1, 1, 20, 59, 59, 123456, tzinfo=UTC)
+    answers = []
+    with app.app_context():
+
+        def assign_all():
+            return assign_units(
+                database=get_database(),
+                cache=get_runtime_cache(),
+                experiment_key="onboarding-nudge",
+                units=units,
+                now=moment,
+            )
+
+        answers += assign_all() + assign_all()  # decision stickiness: fresh decisions
+        response = client.post("/v1/experiments/onboarding-nudge/conclude", headers=keys["manage"])
+        assert response.status_code == 200
+        answers += assign_all()
+    assert {a.holdout for a in answers} == {True, False}
+    assert {a.concluded for a in answers} == {True, False}
+    assert {a.segment for a in answers} == {"newcomers", "other"}
+    assert {a.send_at is None for a in answers} == {True, False}
+    assert dumps({"assignments": answers}) == dumps(
+        BatchAnswerSchema().dump({"assignments": answers})
+    )
+    for answer in answers:
+        assert dumps(answer) == dumps(AssignmentSchema().dump(answer))
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,13 @@
 """The fast lane answers ordinary single assignments exactly as the Flask view would, and hands
 everything else to Flask, body included; on both databases."""
 
+import random
+
 import orjson
 import pytest
 
 from api import create_app
+from experiments import lifecycle
 from tests.utils.assignments import start
 from tests.utils.factories import experiment_body
 
@@ -35,11 +38,18 @@ def json_headers(headers):
     return {**headers, "Content-Type": "application/json"}
 
 
-def test_the_lane_and_the_view_give_the_same_bytes(app, client, flask_only, keys):
-    start(client, keys, experiment_body())
+@pytest.mark.parametrize("holdout", [0.05, 0.5], ids=["few held out", "half held out"])
+def test_the_lane_and_the_view_give_the_same_bytes(
+    app, client, flask_only, keys, holdout, monkeypatch
+):
+    """The view dumps through AssignmentSchema; the lane serialises the answer directly."""
+    rng = random.Random(20261129)  # hash seeds that hold some of the ten units out
+    monkeypatch.setattr(lifecycle, "new_seed", lambda: rng.getrandbits(31))
+    start(client, keys, experiment_body(holdout=holdout))
     lane = app.wsgi_app
     headers = json_headers(keys["assign"])
-    for unit in ("user-1", "user-2", "user-3"):
+    held_out = set()
+    for unit in (f"user-{n}" for n in range(1, 11)):
         body = {**BODY, "unit_id": unit}
         served = lane.served
         by_lane = post(client, body, headers)
@@ -48,6 +58,9 @@ def test_the_lane_and_the_view_give_the_same_bytes(app, client, flask_only, keys
         assert by_lane.status_code == by_view.status_code == 200
         assert by_lane.data == by_view.data
         assert by_lane.content_type == by_view.content_type == "application/json"
+        held_out.add(by_lane.json["holdout"])
+    if holdout == 0.5:
+        assert held_out == {True, False}
     # And the other way round: first stored through Flask, then read through the lane.
     by_view = post(flask_only, {**BODY, "unit_id": "user-4"}, headers)
     assert post(client, {**BODY, "unit_id": "user-4"}, headers).data == by_view.data
