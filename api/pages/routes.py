@@ -26,7 +26,7 @@ from api.errors import flatten_errors
 from api.learnings.schemas import EvidenceQuerySchema, LearningQuerySchema
 from api.pages import figures, forms
 from api.pages.session import check_csrf, csrf_token
-from experiments import bounds, keys, lifecycle, overview, workflows
+from experiments import bounds, keys, overview, workflows
 from experiments.allocation import reweight as reweighting
 from experiments.analysis_jobs import submit
 from experiments.errors import KairosError
@@ -219,12 +219,12 @@ def confirm(key, action):
 
 def _start(key):
     before = repository.get_experiment(session=get_session(), key=key).status
-    found = lifecycle.start_experiment(session=get_session(), key=key)
+    found = workflows.start(session=get_session(), cache=get_runtime_cache(), key=key)
     return f"Started: {before} → {found.status}, allocation period {found.current_period}."
 
 
 def _pause(key):
-    found = lifecycle.pause_experiment(session=get_session(), key=key)
+    found = workflows.pause(session=get_session(), cache=get_runtime_cache(), key=key)
     return f"Paused: status {found.status}; assignments answer 409 until it is resumed."
 
 
@@ -273,7 +273,6 @@ def act(key, action):
         get_session().rollback()
         flash(error.message, "error")
     else:
-        get_runtime_cache().invalidate(key)
         flash(message, "info")
     return redirect(url_for("pages.experiment", key=key))
 

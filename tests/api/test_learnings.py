@@ -108,7 +108,10 @@ def test_variant_learnings_from_a_non_factorial_experiment(client, keys):
     # A discovery among the publication's 9 comparisons, on log(p_email / p_push).
     assert email["discovery"]["comparisons"] == 9
     assert email["discovery"]["false_discovery_rate"] == 0.05
-    assert email["discovery"]["always_valid_p"] < 0.001
+    # e-BH at 5%: each of the k wins and losses has an always-valid p of at most 5% × k / 9.
+    # (Its size varies with the experiment's random hash seeds: 0.0011 and 0.0018 were seen.)
+    discoveries = sum(x["verdict"] in ("win", "loss") for x in published)
+    assert email["discovery"]["always_valid_p"] <= 0.05 * discoveries / 9
     low, high = (math.log1p(x) for x in email["lift"]["ci"])
     assert low < email["log_lift"]["mean"] < high and 0 < email["log_lift"]["sd"] < high - low
     # No unsubscribes at all: nothing to tell apart.
