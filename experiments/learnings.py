@@ -29,7 +29,7 @@ from analysis.evidence import Study, Thresholds, interval_log_lift, random_effec
 from analysis.pymc_models import factorial_problem
 from experiments.clock import utcnow
 from experiments.errors import Conflict, InvalidSpec, NotFound
-from experiments.results import metric_strata
+from experiments.statistics.comparisons import metric_strata
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AnalysisJob, Experiment, Learning, Metric
 from experiments.vocabulary import ALL_SEGMENT, primary_metric

@@ -31,7 +31,7 @@ from experiments.allocation import reweight as reweighting
 from experiments.analysis_jobs import submit
 from experiments.errors import KairosError
 from experiments.learnings import EXPORT_FIELDS, Filters
-from experiments.results import results
+from experiments.results import experiment_results
 from experiments.storage import repository
 from experiments.vocabulary import ALL_SEGMENT, STATUSES
 
@@ -187,7 +187,7 @@ def experiments():
 def experiment(key):
     session = get_session()
     found = repository.get_experiment(session=session, key=key)
-    answer = results(session=session, key=key, metric=request.args.get("metric") or None)
+    answer = experiment_results(session=session, key=key, metric=request.args.get("metric") or None)
     segment = request.args.get("segment") or ALL_SEGMENT
     history = overview.allocation_history(session=session, key=key)
     units = overview.units_over_time(session=session, key=key)

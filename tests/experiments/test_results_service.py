@@ -69,7 +69,7 @@ def test_bandit_periods_are_strata_so_drift_cannot_fake_a_winner(database):
         {"other": {"morning-push": 0.1, "evening-email": 0.9}},
     )
     with database.session() as session:
-        answer = service.results(session=session, key=KEY)
+        answer = service.experiment_results(session=session, key=KEY)
     for block in answer["segments"]:
         assert block["stratified"] is True and block["notes"]
         email = next(r for r in block["variants"] if r["variant"] == "evening-email")
@@ -93,7 +93,7 @@ def test_units_out_of_line_with_the_weights_flag_a_sample_ratio_mismatch(databas
         {"other": {"morning-push": 0.1, "evening-email": 0.9}},
     )
     with database.session() as session:
-        answer = service.results(session=session, key=KEY)
+        answer = service.experiment_results(session=session, key=KEY)
     assert answer["srm"]["flag"] is True and answer["srm"]["p_value"] < 0.001
     assert answer["recommendation"]["action"] == "continue"
     assert "Sample ratio mismatch" in answer["recommendation"]["reason"]
@@ -122,7 +122,7 @@ def test_the_sample_ratio_is_checked_per_segment_not_on_period_totals(database):
         segments=[{"key": "newcomers", "rule": {"attribute": "days", "op": "lt", "value": 14}}],
     )
     with database.session() as session:
-        answer = service.results(session=session, key=KEY)
+        answer = service.experiment_results(session=session, key=KEY)
     assert answer["srm"]["expected"] == {"morning-push": 3000.0, "evening-email": 3000.0}
     assert answer["srm"]["flag"] is True and answer["srm"]["p_value"] < 1e-10
     assert "Sample ratio mismatch" in answer["recommendation"]["reason"]
