@@ -15,7 +15,7 @@ from experiments.statistics.cells import (
     segment_variant_counts,
 )
 from experiments.storage.repository import get_experiment
-from experiments.storage.tables import AllocationPeriod, ArmStats
+from tests.utils.arm_stats import open_period, store_arm_stats
 from tests.utils.factories import make_experiment
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -36,27 +36,8 @@ def stored_experiment(database):
     with database.session(write=True) as session:
         experiment = make_experiment(session)
         start_experiment(session=session, key=experiment.key, now=T0)
-        session.add(
-            AllocationPeriod(
-                experiment_id=experiment.id,
-                number=2,
-                seed=7,
-                weights=SECOND_WEIGHTS,
-                started_at=T0 + timedelta(days=1),
-            )
-        )
-        for (period, segment, arm), (units, conversions) in ROWS.items():
-            session.add(
-                ArmStats(
-                    experiment_id=experiment.id,
-                    period=period,
-                    segment=segment,
-                    variant=arm,
-                    metric="activated",
-                    units=units,
-                    conversions=conversions,
-                )
-            )
+        open_period(session, experiment, 2, SECOND_WEIGHTS, T0 + timedelta(days=1))
+        store_arm_stats(session, experiment, ROWS, ("activated",))
         session.commit()
         return experiment.id
 
