@@ -7,8 +7,6 @@ from analysis.summary import ARM_NOTES
 from api.experiments.schemas import Slug
 from experiments.results import LEARNED_PRIOR, SAMPLE_RATIO_VERDICTS, SEGMENT_NOTES
 
-Probability = fields.Float(allow_none=True)
-
 
 def note_codes_field(notes: dict[str, str]) -> fields.List:
     """The codes of `notes`, each beside its sentence, documented as their enum."""
