@@ -30,6 +30,19 @@ class RateSummary:
     high: float
 
 
+def checked_counts(units, conversions, *, shape: str, each: str) -> tuple[np.ndarray, np.ndarray]:
+    """(units, conversions) as 2-D float arrays of the same shape, or a ValueError naming the
+    `shape` expected ("(periods, arms)") and the cell (`each`, "period") that breaks
+    0 ≤ conversions ≤ units."""
+    units = np.asarray(units, dtype=float)
+    conversions = np.asarray(conversions, dtype=float)
+    if units.shape != conversions.shape or units.ndim != 2:
+        raise ValueError(f"units and conversions must both have shape {shape}.")
+    if np.any(conversions < 0) or np.any(conversions > units):
+        raise ValueError(f"Need 0 ≤ conversions ≤ units in every {each}.")
+    return units, conversions
+
+
 def rate_summary(alpha: float, beta: float, level: float = INTERVAL) -> RateSummary:
     tail = (1 - level) / 2
     low, high = stats.beta.ppf([tail, 1 - tail], alpha, beta)

@@ -42,6 +42,28 @@ GUARDRAIL_CONCLUSIVE_RATE = 0.001
 # an arm a day): tripped within 28 days 17%, 40%, 45%, 43% of the time at 0.1, 0.2, 0.3, 0.5.
 HARM_MIXTURE_SCALE = 0.3
 
+# The recommendation's codes, one per rule above (its `reason` says the same in a sentence).
+GUARDRAIL_TRIPPED = "guardrail_tripped"
+SAMPLE_RATIO_MISMATCH = "sample_ratio_mismatch"
+EMPTY_ARM = "empty_arm"
+IMPRECISE = "imprecise"
+NEGLIGIBLE_LOSS = "negligible_loss"
+LOSS_ABOVE_THRESHOLD = "loss_above_threshold"
+RECOMMENDATION_CODES = (
+    GUARDRAIL_TRIPPED,
+    SAMPLE_RATIO_MISMATCH,
+    EMPTY_ARM,
+    IMPRECISE,
+    LOSS_ABOVE_THRESHOLD,
+    NEGLIGIBLE_LOSS,
+)
+# A guardrail check's verdict: its flags (`tripped`, `conclusive`) as one code.
+HARM_CONCLUSIVE = "harm_conclusive"
+TRIPPED = "tripped"
+WITHIN_MARGIN = "within_margin"
+NO_EVIDENCE = "no_evidence"
+GUARDRAIL_VERDICTS = (WITHIN_MARGIN, TRIPPED, HARM_CONCLUSIVE, NO_EVIDENCE)
+
 
 def guardrail_p_value(
     control_mean, control_sd, arm_mean, arm_sd, *, margin: float, higher_is_better: bool
@@ -113,6 +135,18 @@ class GuardrailCheck:
     def conclusive(self) -> bool:
         return self.p_value is not None and self.p_value <= GUARDRAIL_CONCLUSIVE_RATE
 
+    @property
+    def verdict(self) -> str:
+        """HARM_CONCLUSIVE, TRIPPED (not yet conclusive), WITHIN_MARGIN, or NO_EVIDENCE where
+        there is no p-value (no units, or no spread to measure harm against)."""
+        if self.conclusive:
+            return HARM_CONCLUSIVE
+        if self.tripped:
+            return TRIPPED
+        if self.p_value is None or np.isnan(self.p_value):
+            return NO_EVIDENCE
+        return WITHIN_MARGIN
+
 
 @dataclass(frozen=True)
 class ThresholdOfCaring:
@@ -143,8 +177,7 @@ class ThresholdOfCaring:
 @dataclass(frozen=True)
 class Recommendation:
     action: str
-    # A stable name for the reason: guardrail_tripped, sample_ratio_mismatch, empty_arm,
-    # imprecise, loss_above_threshold or negligible_loss.
+    # The reason as a stable name, one of RECOMMENDATION_CODES.
     code: str
     reason: str
     variant: str | None = None
@@ -180,7 +213,7 @@ def recommend(
         )
         return Recommendation(
             "stop",
-            "guardrail_tripped",
+            GUARDRAIL_TRIPPED,
             f"Guardrail tripped: '{worst.variant}' is worse than control on '{worst.metric}' by "
             f"more than {worst.margin:g} (always-valid p = {worst.p_value:.2g}, at most "
             f"{GUARDRAIL_FALSE_TRIP_RATE:g}: a harmless variant gets here with probability "
@@ -192,12 +225,12 @@ def recommend(
         p = f" (p = {srm_p_value:.2g})" if srm_p_value is not None else ""
         return Recommendation(
             "continue",
-            "sample_ratio_mismatch",
+            SAMPLE_RATIO_MISMATCH,
             f"Sample ratio mismatch{p}: units did not arrive in the shares the weights should "
             "give. Find the cause before trusting or concluding these results.",
         )
     if not variants or min(a.units for a in arms) == 0:
-        return Recommendation("continue", "empty_arm", "Not every variant has units yet.")
+        return Recommendation("continue", EMPTY_ARM, "Not every variant has units yet.")
     candidates = [
         (a.prob_best, a.expected_loss, v, i)
         for i, (a, v) in enumerate(zip(arms, variants, strict=True))
@@ -219,7 +252,7 @@ def recommend(
         listed = " and ".join(f"'{v}'" for v in vague)
         return Recommendation(
             "continue",
-            "imprecise",
+            IMPRECISE,
             f"The leader '{leader}' on '{metric}' (P(best) {p:.3f}) cannot be chosen yet: "
             f"{listed} not known within ±{MIN_PRECISION:.0%} of the mean (95% interval; "
             "about 100 conversions for a binary metric): keep collecting.",
@@ -231,14 +264,14 @@ def recommend(
     if loss < units:
         return Recommendation(
             "conclude",
-            "negligible_loss",
+            NEGLIGIBLE_LOSS,
             f"'{leader}' leads on '{metric}' (P(best) {p:.3f}); choosing it risks {risk}, "
             f"below {threshold.describe(control_mean)}.",
             **found,
         )
     return Recommendation(
         "continue",
-        "loss_above_threshold",
+        LOSS_ABOVE_THRESHOLD,
         f"The leader '{leader}' on '{metric}' (P(best) {p:.3f}) still risks {risk}, above "
         f"{threshold.describe(control_mean)}: keep collecting.",
         **found,

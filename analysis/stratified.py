@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from analysis.conjugate import checked_counts
+
 SRM_ALPHA = 0.001
 
 
@@ -48,12 +50,7 @@ def stratified_draws(
     r_p being the period's rate over all arms ((C_p + 1) / (N_p + 2)) and m_p the period's
     share of `prior_units`, N_p / N · prior_units.
     """
-    units = np.asarray(units, dtype=float)
-    conversions = np.asarray(conversions, dtype=float)
-    if units.shape != conversions.shape or units.ndim != 2:
-        raise ValueError("units and conversions must both have shape (periods, arms).")
-    if np.any(conversions < 0) or np.any(conversions > units):
-        raise ValueError("Need 0 ≤ conversions ≤ units in every period.")
+    units, conversions = checked_counts(units, conversions, shape="(periods, arms)", each="period")
     totals = units.sum(axis=1)
     if totals.sum() <= 0:
         raise ValueError("No units at all.")

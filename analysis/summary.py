@@ -44,7 +44,23 @@ GRID_POINTS = 2048
 MAX_CONTROL_CV = 0.3
 # Nor when its interval leaves the range of a double, e^±700 (see `_beta_lifts`).
 MAX_LOG_RATIO = 700.0
-NO_RATIO = "The control's rate is too close to zero for a relative lift."
+
+# An arm's notes: each sentence beside its stable code (what a client matches on).
+NO_UNITS = "no_units"
+NO_CONVERSIONS = "no_conversions"
+CONTROL_WITHOUT_CONVERSIONS = "control_without_conversions"
+CONTROL_RATE_NEAR_ZERO = "control_rate_near_zero"
+FEWER_THAN_TWO_UNITS = "fewer_than_two_units"
+CONTROL_MEAN_UNCERTAIN = "control_mean_uncertain"
+ARM_NOTES = {
+    NO_UNITS: "No units yet: the rate shown is the prior's.",
+    NO_CONVERSIONS: "No conversions yet.",
+    CONTROL_WITHOUT_CONVERSIONS: "The control has no conversions yet: the lift's mean is the "
+    "prior's and wide.",
+    CONTROL_RATE_NEAR_ZERO: "The control's rate is too close to zero for a relative lift.",
+    FEWER_THAN_TWO_UNITS: "Fewer than two units: the mean's spread is unknown, shown wide.",
+    CONTROL_MEAN_UNCERTAIN: "The control's mean is too uncertain (or zero) for a relative lift.",
+}
 
 
 @dataclass(frozen=True)
@@ -88,7 +104,12 @@ class ArmSummary:
     prob_best: float | None
     expected_loss: float | None
     prob_worse: float | None
-    notes: tuple[str, ...]
+    # Codes of the notes on this arm (ARM_NOTES), in the order they are shown.
+    note_codes: tuple[str, ...]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(ARM_NOTES[code] for code in self.note_codes)
 
 
 def summarize_binary(
@@ -146,7 +167,7 @@ def summarize_binary(
         worse = _beta_prob_worse(ca, cb, control, guardrail.margin)
     lifts = _beta_lifts(alpha, beta, control)
     notes = [
-        (*found, NO_RATIO) if lift is None and i != control else found
+        (*found, CONTROL_RATE_NEAR_ZERO) if lift is None and i != control else found
         for i, (lift, found) in enumerate(zip(lifts, notes, strict=True))
     ]
     return _assemble(n, c, rates, lifts, beat, best, loss, worse, control, candidates, notes)
@@ -187,7 +208,7 @@ def summarize_continuous(
     notes = [[] for _ in range(n.size)]
     for i, units_i in enumerate(n):
         if units_i < 2:
-            notes[i].append("Fewer than two units: the mean's spread is unknown, shown wide.")
+            notes[i].append(FEWER_THAN_TWO_UNITS)
     sd = np.sqrt(var)
     rates = [
         Interval(float(m), float(m - Z * s), float(m + Z * s), sd=float(s))
@@ -262,13 +283,11 @@ def _binary_notes(n, c, control) -> list[tuple[str, ...]]:
     for i, (units, conversions) in enumerate(zip(n, c, strict=True)):
         found = []
         if units == 0:
-            found.append("No units yet: the rate shown is the prior's.")
+            found.append(NO_UNITS)
         elif conversions == 0:
-            found.append("No conversions yet.")
+            found.append(NO_CONVERSIONS)
         if i != control and c[control] == 0:
-            found.append(
-                "The control has no conversions yet: the lift's mean is the prior's and wide."
-            )
+            found.append(CONTROL_WITHOUT_CONVERSIONS)
         notes.append(tuple(found))
     return notes
 
@@ -410,7 +429,7 @@ def _normal_moments(units, totals, squares):
 
 def _normal_lift(mean, var, mean0, var0) -> tuple[Interval | None, str | None]:
     if mean0 == 0 or np.sqrt(var0) > MAX_CONTROL_CV * abs(mean0):
-        return None, "The control's mean is too uncertain (or zero) for a relative lift."
+        return None, CONTROL_MEAN_UNCERTAIN
     ratio = mean / mean0
     # Delta method for a ratio of independent Normal means.
     sd = np.sqrt(var + ratio**2 * var0) / abs(mean0)
@@ -449,7 +468,7 @@ def _from_draws(draws, units, conversions, control, holdout, higher_is_better, g
             continue
         if vanishing:
             lifts.append(None)
-            notes[i].append(NO_RATIO)
+            notes[i].append(CONTROL_RATE_NEAR_ZERO)
             continue
         ratio = draws[:, i] / np.maximum(draws[:, control], 1e-300) - 1
         lo, median, hi = np.quantile(ratio, [tail, 0.5, 1 - tail])
@@ -473,7 +492,7 @@ def _assemble(n, c, rates, lifts, beat, best, loss, worse, control, candidates, 
             prob_best=number(best, i) if candidates[i] else None,
             expected_loss=number(loss, i) if candidates[i] else None,
             prob_worse=None if i == control else number(worse, i),
-            notes=tuple(notes[i]),
+            note_codes=tuple(notes[i]),
         )
         for i in range(len(rates))
     ]

@@ -8,7 +8,8 @@ Target: Kairos's mean regret ≤ 1.05 × MABWiser's, and far below uniform.
 import numpy as np
 
 from bandits.hashing import bucket, pick
-from experiments.allocation.reweight import thompson_weights
+from bandits.policies import ThompsonSampling
+from experiments.allocation.weights import choose_weights
 
 ARMS = np.array([0.040, 0.045, 0.050, 0.060])  # true conversion rates
 UNITS, PERIOD, SEEDS = 20_000, 1_000, 100
@@ -32,7 +33,8 @@ def kairos_regret(rewards: np.ndarray, seed: int, min_weight: float) -> float:
             weights=rewards[block][np.arange(len(chosen[block])), chosen[block]],
             minlength=k,
         )
-        shares = thompson_weights(successes, trials, ["all"], variants, min_weight)["all"]
+        policy = ThompsonSampling(min_weight=min_weight)
+        shares = choose_weights(successes, trials, ["all"], variants, policy)["all"]
         weights = np.array([shares[v] for v in variants])
         weights /= weights.sum()
     return _regret(chosen)

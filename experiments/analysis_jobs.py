@@ -22,7 +22,7 @@ from sqlmodel import Session
 from analysis.pymc_models import factorial_problem
 from experiments.clock import utcnow
 from experiments.errors import InvalidSpec, NotFound
-from experiments.results import segment_variant_counts
+from experiments.statistics.cells import segment_variant_counts
 from experiments.storage.database import Database
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AnalysisJob, Experiment

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from analysis.curves import posterior_curves
 from experiments.errors import NotFound
-from experiments.results import results
+from experiments.results import experiment_results
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AllocationPeriod, AnalysisJob, ApiKey, Assignment, Experiment
 from experiments.vocabulary import ALL_SEGMENT, HOLDOUT_ARM
@@ -63,7 +63,7 @@ def headline(*, session: Session, experiment: Experiment) -> dict:
     recommendation, and whether SRM or a guardrail is flagged (from the results on `all`)."""
     if experiment.status == "draft":
         return {"units": 0, "leader": None, "prob_best": None, "recommendation": None}
-    answer = results(session=session, key=experiment.key, segment=ALL_SEGMENT)
+    answer = experiment_results(session=session, key=experiment.key, segment=ALL_SEGMENT)
     block = answer["segments"][0]
     variants = [v for v in block["variants"] if not v["holdout"]]
     leader = answer["recommendation"]["variant"]

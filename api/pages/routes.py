@@ -34,7 +34,7 @@ from experiments.learnings.evidence import evidence as pooled_evidence
 from experiments.learnings.publish import publish as publish_learnings
 from experiments.learnings.record import EXPORT_FIELDS, as_record
 from experiments.learnings.search import Filters, search
-from experiments.results import results
+from experiments.results import experiment_results
 from experiments.storage import repository
 from experiments.vocabulary import ALL_SEGMENT, STATUSES
 
@@ -190,7 +190,7 @@ def experiments():
 def experiment(key):
     session = get_session()
     found = repository.get_experiment(session=session, key=key)
-    answer = results(session=session, key=key, metric=request.args.get("metric") or None)
+    answer = experiment_results(session=session, key=key, metric=request.args.get("metric") or None)
     segment = request.args.get("segment") or ALL_SEGMENT
     history = overview.allocation_history(session=session, key=key)
     units = overview.units_over_time(session=session, key=key)

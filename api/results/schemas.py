@@ -2,9 +2,19 @@
 
 from marshmallow import Schema, fields
 
+from analysis.stopping import GUARDRAIL_VERDICTS, RECOMMENDATION_CODES
+from analysis.summary import ARM_NOTES
 from api.rules import Slug
+from experiments.results import LEARNED_PRIOR, SAMPLE_RATIO_VERDICTS, SEGMENT_NOTES
 
-Probability = fields.Float(allow_none=True)
+
+def note_codes_field(notes: dict[str, str]) -> fields.List:
+    """The codes of `notes`, each beside its sentence, documented as their enum."""
+    listed = "; ".join(f"`{code}`: {text}" for code, text in notes.items())
+    return fields.List(
+        fields.String(metadata={"enum": list(notes)}),
+        metadata={"description": f"A stable code per note, in the same order: {listed}"},
+    )
 
 
 class IntervalSchema(Schema):
@@ -12,7 +22,8 @@ class IntervalSchema(Schema):
     ci = fields.List(fields.Float(), metadata={"description": "95% credible interval"})
 
 
-class LiftSchema(IntervalSchema):
+class LiftSchema(Schema):
+    # Not an IntervalSchema: its fields in the order the answer gives them (mean, median, ci).
     mean = fields.Float(
         allow_none=True,
         metadata={
@@ -27,6 +38,7 @@ class LiftSchema(IntervalSchema):
             "description": "The posterior median of the lift: the figure to quote (+37% there)"
         },
     )
+    ci = fields.List(fields.Float(), metadata={"description": "95% credible interval"})
 
 
 class VariantResultSchema(Schema):
@@ -53,6 +65,7 @@ class VariantResultSchema(Schema):
         allow_none=True, metadata={"description": "E[best − this], in the metric's units"}
     )
     notes = fields.List(fields.String())
+    note_codes = note_codes_field(ARM_NOTES)
 
 
 class SegmentResultSchema(Schema):
@@ -62,6 +75,7 @@ class SegmentResultSchema(Schema):
         metadata={"description": "Compared within allocation periods (bandit weights changed)"}
     )
     notes = fields.List(fields.String())
+    note_codes = note_codes_field(SEGMENT_NOTES)
     variants = fields.List(fields.Nested(VariantResultSchema))
 
 
@@ -70,6 +84,13 @@ class SampleRatioSchema(Schema):
     flag = fields.Boolean(metadata={"description": "p < 0.001"})
     observed = fields.Dict(keys=fields.String(), values=fields.Integer())
     expected = fields.Dict(keys=fields.String(), values=fields.Float(), allow_none=True)
+    code = fields.String(
+        metadata={
+            "enum": list(SAMPLE_RATIO_VERDICTS),
+            "description": "The verdict: the units match the weights' shares, they do not "
+            "(`flag`), or there are no units to check yet",
+        }
+    )
 
 
 class GuardrailResultSchema(Schema):
@@ -92,20 +113,21 @@ class GuardrailResultSchema(Schema):
     conclusive = fields.Boolean(
         metadata={"description": "p_value ≤ 0.001: a bandit switches the variant off"}
     )
+    code = fields.String(
+        metadata={
+            "enum": list(GUARDRAIL_VERDICTS),
+            "description": "The verdict: within the margin; tripped (`flag`, a bandit holds "
+            "the variant at its floor); harm conclusive (`conclusive`, a bandit switches it "
+            "off); or no evidence yet (no p-value)",
+        }
+    )
 
 
 class RecommendationSchema(Schema):
     action = fields.String(metadata={"enum": ["continue", "conclude", "stop"]})
     code = fields.String(
         metadata={
-            "enum": [
-                "guardrail_tripped",
-                "sample_ratio_mismatch",
-                "empty_arm",
-                "imprecise",
-                "loss_above_threshold",
-                "negligible_loss",
-            ],
+            "enum": list(RECOMMENDATION_CODES),
             "description": "The reason, as a stable name",
         }
     )
@@ -138,7 +160,12 @@ class ResultsSchema(Schema):
     status = fields.String()
     metric = fields.String()
     method = fields.String(metadata={"enum": ["beta-binomial", "normal"]})
-    prior = fields.Dict(metadata={"description": "The prior the posteriors start from"})
+    prior = fields.Dict(
+        metadata={
+            "description": "The prior the posteriors start from; a learned prior's `note` "
+            f"comes with `note_code` `{LEARNED_PRIOR}`"
+        }
+    )
     srm = fields.Nested(SampleRatioSchema)
     segments = fields.List(fields.Nested(SegmentResultSchema))
     guardrails = fields.List(fields.Nested(GuardrailResultSchema))

@@ -15,7 +15,7 @@ from analysis.contrasts import group_contrast, rate_draws, variant_log_ratios
 from analysis.evidence import interval_log_lift
 from analysis.pymc_models import factorial_problem
 from experiments.learnings.record import OWN_DATA, VARIANT_FACTOR, Note
-from experiments.results import metric_strata
+from experiments.statistics.comparisons import metric_strata
 from experiments.storage.tables import AnalysisJob, Experiment, Metric
 
 

@@ -31,7 +31,7 @@ from experiments.learnings.record import (
     Note,
     summary_sentence,
 )
-from experiments.results import metric_strata
+from experiments.statistics.comparisons import metric_strata
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AnalysisJob, Experiment, Learning, Metric
 

@@ -29,7 +29,7 @@ def arm(units, mean, half_width, prob_best, loss) -> ArmSummary:
         prob_best=prob_best,
         expected_loss=loss,
         prob_worse=None,
-        notes=(),
+        note_codes=(),
     )
 
 

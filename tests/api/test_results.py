@@ -8,6 +8,15 @@ import numpy as np
 import pytest
 
 from analysis.conjugate import prob_beat
+from analysis.stopping import GUARDRAIL_VERDICTS, RECOMMENDATION_CODES
+from analysis.summary import ARM_NOTES
+from api.results.schemas import ResultsSchema
+from experiments.results import (
+    SAMPLE_RATIO_VERDICTS,
+    SEGMENT_NOTES,
+    experiment_results,
+)
+from tests.conftest import get_database_of
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import experiment_body
 
@@ -50,12 +59,32 @@ def report(client, keys, answers, metric, chosen, value=lambda a: 1.0):
     return events
 
 
+def without_holdout(client, keys, n, metric, chosen):
+    """A running two-arm experiment without a holdout, n units, and `metric`'s outcomes for
+    the units `chosen` picks."""
+    start(client, keys, experiment_body(holdout=0.0))
+    report(client, keys, assign_all(client, keys, n), metric, chosen)
+
+
 def get_results(client, keys, **query):
+    """The results answer; checked byte for byte against its documented schema's dump."""
     response = client.get(
         f"/v1/experiments/{KEY}/results", query_string=query, headers=keys["read"]
     )
     assert response.status_code == 200, response.json
+    body = response.get_data()
+    dumped = schema_dump(client, **query)
+    assert body == dumped, (body[900:1100], dumped[900:1100])
     return response.json
+
+
+def schema_dump(client, metric=None, segment=None) -> bytes:
+    """What the view would answer if it passed the service's answer through ResultsSchema, as
+    flask-smorest does: the view skips that dump for speed, so the two must not differ."""
+    app = client.application
+    with app.app_context(), get_database_of(app).session() as session:
+        answer = experiment_results(session=session, key=KEY, metric=metric, segment=segment)
+        return app.json.response(ResultsSchema().dump(answer)).get_data()
 
 
 def rows_by_variant(segment_block):
@@ -120,8 +149,10 @@ def test_results_are_the_conjugate_posteriors_of_the_ingested_outcomes(client, k
         assert holdout["prob_best"] is None and holdout["expected_loss"] is None
         assert holdout["prob_beat_control"] < 0.25
         assert holdout["notes"] == ["No conversions yet."]
+        assert holdout["note_codes"] == ["no_conversions"]
         assert control["prob_best"] + rows["evening-email"]["prob_best"] == pytest.approx(1.0)
     assert results["srm"]["flag"] is False and results["srm"]["p_value"] > 0.001
+    assert results["srm"]["code"] == "sample_ratio_matches"
     assert sum(results["srm"]["observed"].values()) == 2_000
     assert results["recommendation"]["action"] in ("continue", "conclude")
     # Guardrail `unsubscribed` has no events: no variant is flagged.
@@ -149,13 +180,11 @@ def test_filters_and_bad_queries(client, keys):
 
 
 def test_suppressed_appears_in_results_as_a_lower_is_better_metric(client, keys):
-    start(client, keys, experiment_body(holdout=0.0))
-    answers = assign_all(client, keys, 1_000)
     # Push trips the frequency cap for one unit in three, email for one in thirty.
-    report(
+    without_holdout(
         client,
         keys,
-        answers,
+        1_000,
         "suppressed",
         lambda a: int(a["unit_id"][1:]) % (3 if a["variant"] == "morning-push" else 30) == 0,
     )
@@ -169,12 +198,10 @@ def test_suppressed_appears_in_results_as_a_lower_is_better_metric(client, keys)
 
 
 def test_a_tripped_guardrail_recommends_stopping(client, keys):
-    start(client, keys, experiment_body(holdout=0.0))
-    answers = assign_all(client, keys, 1_000)
-    report(
+    without_holdout(
         client,
         keys,
-        answers,
+        1_000,
         "unsubscribed",
         lambda a: a["variant"] == "evening-email" and int(a["unit_id"][1:]) % 10 == 0,
     )
@@ -183,6 +210,7 @@ def test_a_tripped_guardrail_recommends_stopping(client, keys):
     assert check["metric"] == "unsubscribed" and check["variant"] == "evening-email"
     assert check["margin"] == 0.002 and check["prob_worse"] > 0.999 and check["flag"] is True
     assert check["p_value"] < 0.001 and check["conclusive"] is True
+    assert check["code"] == "harm_conclusive"
     assert results["recommendation"]["action"] == "stop"
     assert results["recommendation"]["code"] == "guardrail_tripped"
     assert results["recommendation"]["variant"] == "evening-email"
@@ -207,19 +235,17 @@ def test_a_guardrail_trips_on_evidence_that_holds_under_repeated_looks(client, k
     (check,) = results["guardrails"]
     assert check["prob_worse"] > 0.95
     assert 0.05 < check["p_value"] < 0.5
-    assert (check["flag"], check["conclusive"]) == (False, False)
+    assert (check["flag"], check["conclusive"], check["code"]) == (False, False, "within_margin")
     assert results["recommendation"]["action"] == "continue"
 
 
 def test_a_clear_winner_recommends_concluding(client, keys):
-    start(client, keys, experiment_body(holdout=0.0))
     # Control converts 1 unit in 10, evening-email 1 in 2; with 150 control conversions both
     # rates are known within ±20% (with 50, as before, they were not: too early to conclude).
-    answers = assign_all(client, keys, 3_000)
-    report(
+    without_holdout(
         client,
         keys,
-        answers,
+        3_000,
         "activated",
         lambda a: int(a["unit_id"][1:]) % (10 if a["variant"] == "morning-push" else 2) == 0,
     )
@@ -281,9 +307,27 @@ def test_an_experiment_without_data_gives_a_result_with_reasons(client, keys):
     results = get_results(client, keys)
     assert [s["segment"] for s in results["segments"]] == ["all", "other"]
     block = results["segments"][0]
-    assert block["units"] == 0 and block["notes"]
+    assert block["units"] == 0
+    assert block["notes"] == ["No units in this segment yet: every row shows the prior."]
+    assert block["note_codes"] == ["segment_without_units"]
     for row in block["variants"]:
-        assert row["units"] == 0 and row["rate"]["mean"] == 0.5 and row["notes"]
+        assert row["units"] == 0 and row["rate"]["mean"] == 0.5
+        assert row["note_codes"][0] == "no_units" and len(row["notes"]) == len(row["note_codes"])
     assert results["srm"]["p_value"] is None and results["srm"]["flag"] is False
+    assert results["srm"]["code"] == "no_units_to_check"
     assert results["recommendation"]["action"] == "continue"
+    assert results["recommendation"]["code"] == "empty_arm"
     assert "units" in results["recommendation"]["reason"]
+
+
+def test_every_code_in_the_answer_is_documented_beside_its_sentence(client):
+    """The OpenAPI document lists each code a client may match on, with its sentence."""
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    row = schemas["VariantResult"]["properties"]["note_codes"]
+    assert row["items"]["enum"] == list(ARM_NOTES)
+    assert all(text in row["description"] for text in ARM_NOTES.values())
+    segment = schemas["SegmentResult"]["properties"]["note_codes"]
+    assert segment["items"]["enum"] == list(SEGMENT_NOTES)
+    assert schemas["Recommendation"]["properties"]["code"]["enum"] == list(RECOMMENDATION_CODES)
+    assert schemas["GuardrailResult"]["properties"]["code"]["enum"] == list(GUARDRAIL_VERDICTS)
+    assert schemas["SampleRatio"]["properties"]["code"]["enum"] == list(SAMPLE_RATIO_VERDICTS)

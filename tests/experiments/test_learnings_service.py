@@ -12,7 +12,7 @@ from analysis.summary import summarize_binary
 from experiments import results as results_service
 from experiments.learnings.publish import publish
 from experiments.lifecycle import start_experiment
-from experiments.results import metric_strata
+from experiments.statistics.comparisons import metric_strata
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AllocationPeriod, AnalysisJob, ArmStats, Experiment
 from tests.utils.factories import FACTORIAL, make_experiment
@@ -105,7 +105,7 @@ def test_a_learning_is_the_results_row_where_pooling_would_flip_its_sign(databas
         key = "onboarding-nudge"
         experiment = get_experiment(session=session, key=key)
         published = publish(session=session, key=key)
-        answer = results_service.results(session=session, key=key, metric="activated")
+        answer = results_service.experiment_results(session=session, key=key, metric="activated")
         found = {
             x.segment: (x.lift_mean, x.lift_low, x.lift_high, x.prob_better, x.verdict)
             for x in published
@@ -135,7 +135,7 @@ def test_a_factor_level_is_compared_within_days_too(database):
         drifting_bandit(session, experiment, evening)
     with database.session(write=True) as session:
         published = publish(session=session, key="renewal-reminder")
-        answer = results_service.results(session=session, key="renewal-reminder")
+        answer = results_service.experiment_results(session=session, key="renewal-reminder")
         experiment = get_experiment(session=session, key="renewal-reminder")
         arms = [v.key for v in experiment.variants]
         _, strata = metric_strata(

@@ -9,7 +9,8 @@ from sqlalchemy import update
 
 from experiments import results as service
 from experiments.lifecycle import start_experiment
-from experiments.storage.tables import AllocationPeriod, ArmStats, Experiment
+from experiments.storage.tables import Experiment
+from tests.utils.arm_stats import open_period, store_arm_stats
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import experiment_body, make_experiment
 
@@ -27,31 +28,13 @@ def bandit_with_periods(database, period_rows, second_weights, segments=None):
             session, allocation="thompson", holdout=0.0, segments=segments, bandit=BANDIT
         )
         start_experiment(session=session, key=KEY, now=T0)
-        session.add(
-            AllocationPeriod(
-                experiment_id=experiment.id,
-                number=2,
-                seed=7,
-                weights=second_weights,
-                started_at=T0 + timedelta(days=7),
-            )
-        )
+        open_period(session, experiment, 2, second_weights, T0 + timedelta(days=7))
         session.execute(
             update(Experiment).where(Experiment.id == experiment.id).values(current_period=2)
         )
-        for (period, segment, variant), (units, conversions) in period_rows.items():
-            for metric in ("activated", "unsubscribed", "suppressed"):
-                session.add(
-                    ArmStats(
-                        experiment_id=experiment.id,
-                        period=period,
-                        segment=segment,
-                        variant=variant,
-                        metric=metric,
-                        units=units,
-                        conversions=conversions if metric == "activated" else 0,
-                    )
-                )
+        store_arm_stats(
+            session, experiment, period_rows, ("activated", "unsubscribed", "suppressed")
+        )
         session.commit()
 
 
@@ -69,7 +52,7 @@ def test_bandit_periods_are_strata_so_drift_cannot_fake_a_winner(database):
         {"other": {"morning-push": 0.1, "evening-email": 0.9}},
     )
     with database.session() as session:
-        answer = service.results(session=session, key=KEY)
+        answer = service.experiment_results(session=session, key=KEY)
     for block in answer["segments"]:
         assert block["stratified"] is True and block["notes"]
         email = next(r for r in block["variants"] if r["variant"] == "evening-email")
@@ -93,7 +76,7 @@ def test_units_out_of_line_with_the_weights_flag_a_sample_ratio_mismatch(databas
         {"other": {"morning-push": 0.1, "evening-email": 0.9}},
     )
     with database.session() as session:
-        answer = service.results(session=session, key=KEY)
+        answer = service.experiment_results(session=session, key=KEY)
     assert answer["srm"]["flag"] is True and answer["srm"]["p_value"] < 0.001
     assert answer["recommendation"]["action"] == "continue"
     assert "Sample ratio mismatch" in answer["recommendation"]["reason"]
@@ -122,7 +105,7 @@ def test_the_sample_ratio_is_checked_per_segment_not_on_period_totals(database):
         segments=[{"key": "newcomers", "rule": {"attribute": "days", "op": "lt", "value": 14}}],
     )
     with database.session() as session:
-        answer = service.results(session=session, key=KEY)
+        answer = service.experiment_results(session=session, key=KEY)
     assert answer["srm"]["expected"] == {"morning-push": 3000.0, "evening-email": 3000.0}
     assert answer["srm"]["flag"] is True and answer["srm"]["p_value"] < 1e-10
     assert "Sample ratio mismatch" in answer["recommendation"]["reason"]

@@ -9,9 +9,10 @@ import pytest
 from bandits.delays import failure_shares
 from bandits.policies import BetaArms, prob_best
 from experiments.allocation import reweight
-from experiments.allocation.reweight import arm_counts
 from experiments.assignment.snapshot import load_snapshot
 from experiments.lifecycle import start_experiment
+from experiments.statistics import bandit_counts
+from experiments.statistics.bandit_counts import arm_counts
 from experiments.vocabulary import OTHER_SEGMENT
 from tests.utils.assignments import start
 from tests.utils.delays import (
@@ -100,13 +101,13 @@ def stored_aa_test(session, key: str, seed: int) -> tuple[DelayedUnits, datetime
 
 
 def test_the_delay_sample_is_chosen_at_assignment_not_by_conversion_time(database, monkeypatch):
-    monkeypatch.setattr(reweight, "DELAY_SAMPLE", 3_000)
+    monkeypatch.setattr(bandit_counts, "DELAY_SAMPLE", 3_000)
     with database.session(write=True) as session:
         units, now = stored_aa_test(session, "aa", seed=1)
     seen = int(units.seen(units.hours).sum())
     with database.session() as session:
         runtime = load_snapshot(session=session, key="aa")
-        delay = reweight.delay_distribution(
+        delay = bandit_counts.delay_distribution(
             session=session, runtime=runtime, metric="renewed", now=now, conversions=seen
         )
     truth = truncated_exponential_cdf(12.0, mean=12.0, window=72.0)
@@ -132,7 +133,7 @@ def oracle_prob_best(units: DelayedUnits) -> float:
 def test_an_aa_bandit_weighs_a_lately_favoured_arm_as_the_true_delays_would(database, monkeypatch):
     """Its weight follows the P(best) that the true delay distribution gives on the same data
     (whose median over many A/A tests is 1/2: tests/bandits/test_delays.py)."""
-    monkeypatch.setattr(reweight, "DELAY_SAMPLE", 3_000)
+    monkeypatch.setattr(bandit_counts, "DELAY_SAMPLE", 3_000)
     favoured, oracle = [], []
     for seed in range(4):
         with database.session(write=True) as session:
