@@ -9,6 +9,8 @@ and delay-aware trials per segment and variant) → their readers: experiments/r
 (what the results say), experiments/allocation/ (how weights are chosen), the learnings
 (what a learning is) and the PyMC analysis jobs.
 
-`audit.py` stands aside: it rebuilds `arm_stats` and `unit_metric` from the raw rows, for an
-audit, a repair, or after a change of the counting rules.
+`counting.py` is the rule by which the hot paths fill `arm_stats` and `unit_metric` (how an
+event is counted: a binary metric converts a unit once). `audit.py` stands aside: it rebuilds
+`arm_stats` and `unit_metric` from the raw rows, for an audit, a repair, or after a change of
+the counting rules.
 """
