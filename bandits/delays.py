@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.conjugate import checked_counts
 from bandits.policies import BetaArms
 
 
@@ -183,12 +184,7 @@ def delay_aware_arms(
     (0, the default: all at that age). A conversion adds 1 to alpha; a silent unit adds its
     cohort's failure share (`failure_shares`, from the mean of G over its ages) to beta.
     """
-    units = np.asarray(units, dtype=float)
-    conversions = np.asarray(conversions, dtype=float)
-    if units.shape != conversions.shape or units.ndim != 2:
-        raise ValueError("units and conversions must both have shape (arms, cohorts).")
-    if np.any(conversions < 0) or np.any(conversions > units):
-        raise ValueError("Need 0 ≤ conversions ≤ units in every cohort.")
+    units, conversions = checked_counts(units, conversions, shape="(arms, cohorts)", each="cohort")
     ages = np.asarray(ages, dtype=float)
     half_widths = np.zeros_like(ages) if age_half_widths is None else age_half_widths
     half_widths = np.asarray(half_widths, dtype=float)

@@ -120,28 +120,15 @@ def learnings_export(
     database: Database, fmt: str, output: str | None, limit: int, sort: str, **given
 ):
     """Export learnings (every one, or those the filters pick) as CSV or JSON."""
-    import csv
-    import io
     import json
 
-    from experiments.learnings.record import EXPORT_FIELDS
+    from experiments.learnings.record import as_csv
 
     records, _ = _search(database, limit, sort, **given)
     if fmt == "json":
         data = json.dumps(records, indent=2, ensure_ascii=False) + "\n"
     else:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
-        writer.writeheader()
-        for record in records:
-            writer.writerow(
-                {
-                    **record,
-                    "tags": ";".join(record["tags"] or []),
-                    "links": ";".join(record["links"] or []),
-                }
-            )
-        data = out.getvalue()
+        data = as_csv(records)
     if output:
         with open(output, "w", encoding="utf-8", newline="") as handle:
             handle.write(data)

@@ -1,8 +1,6 @@
 """/ui: pages for growth teams and analysts, over the same domain functions as the API."""
 
-import csv
 import functools
-import io
 from urllib.parse import urlsplit
 
 from flask import (
@@ -32,7 +30,7 @@ from experiments.analysis_jobs import submit
 from experiments.errors import KairosError
 from experiments.learnings.evidence import evidence as pooled_evidence
 from experiments.learnings.publish import publish as publish_learnings
-from experiments.learnings.record import EXPORT_FIELDS, as_record
+from experiments.learnings.record import as_csv, as_record
 from experiments.learnings.search import Filters, search
 from experiments.results import experiment_results
 from experiments.storage import repository
@@ -416,20 +414,8 @@ def learnings_csv():
     if errors:
         abort(422)
     items, _ = _search(query, 0, 100_000)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
-    writer.writeheader()
-    for item in items:
-        record = as_record(item)
-        writer.writerow(
-            {
-                **record,
-                "tags": ";".join(record["tags"] or []),
-                "links": ";".join(record["links"] or []),
-            }
-        )
     return Response(
-        out.getvalue(),
+        as_csv([as_record(item) for item in items]),
         mimetype="text/csv",
         headers={"Content-Disposition": 'attachment; filename="learnings.csv"'},
     )

@@ -3,6 +3,8 @@ notes each with a stable code beside the sentence, the one-sentence summary a pe
 and the flat record it is exported as.
 """
 
+import csv
+import io
 from dataclasses import dataclass
 
 from sqlmodel import Session
@@ -70,6 +72,7 @@ EXPORT_FIELDS = (
     "summary",
     "hypothesis",
     "notes",
+    "note_codes",
     "tags",
     "links",
     "created_at",
@@ -147,6 +150,20 @@ def get_learning(*, session: Session, learning_id: int) -> Learning:
     if learning is None:
         raise NotFound(f"No learning with id {learning_id}.")
     return learning
+
+
+# The fields that hold lists: one CSV cell each, their items joined by ";".
+LIST_FIELDS = ("note_codes", "tags", "links")
+
+
+def as_csv(records: list[dict]) -> str:
+    """Records of EXPORT_FIELDS (from `as_record`) as CSV with a header row."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
+    writer.writeheader()
+    for record in records:
+        writer.writerow({**record, **{f: ";".join(record[f] or []) for f in LIST_FIELDS}})
+    return out.getvalue()
 
 
 def as_record(learning: Learning) -> dict:

@@ -108,6 +108,7 @@ def test_learnings_search_and_export(runner, client, keys, tmp_path):
     with target.open() as handle:
         (row,) = list(csv.DictReader(handle))
     assert row["summary"].startswith("Push beat email") and row["tags"] == "push"
+    assert row["note_codes"] == ""  # a hand-written learning's notes are a person's words
 
 
 def test_simulate_refuses_a_placeholder_token_clearly(runner):

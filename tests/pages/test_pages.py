@@ -557,7 +557,7 @@ def test_the_csv_export_has_every_learning_the_filters_pick(published):
     assert response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
     lines = response.text.strip().splitlines()
-    assert lines[0].startswith("id,source,experiment_key")
+    assert lines[0].startswith("id,source,experiment_key") and ",notes,note_codes,tags," in lines[0]
     assert len(lines) == 4 and all(",newcomers," in line for line in lines[1:])
 
 
