@@ -33,6 +33,8 @@ DEFAULT_PRIOR_UNITS = 100.0
 
 @dataclass(frozen=True)
 class SegmentRule:
+    """A segment's condition on one request attribute: `attribute op value`."""
+
     attribute: str
     op: str
     value: Any
@@ -40,12 +42,16 @@ class SegmentRule:
 
 @dataclass(frozen=True)
 class SegmentSpec:
+    """A named segment and the rule that puts a unit in it."""
+
     key: str
     rule: SegmentRule
 
 
 @dataclass(frozen=True)
 class VariantSpec:
+    """A variant: its key, its factor levels (factorial designs), payload and fixed weight."""
+
     key: str
     factors: dict[str, str]
     payload: dict
@@ -54,6 +60,8 @@ class VariantSpec:
 
 @dataclass(frozen=True)
 class MetricSpec:
+    """A metric: binary or continuous, its role, and a guardrail's margin and direction."""
+
     key: str
     type: str = "binary"
     role: str = "secondary"
@@ -71,6 +79,8 @@ class QuietHours:
 
 @dataclass(frozen=True)
 class BanditSettings:
+    """How often a bandit reweights, its floor weight, and the units an arm needs first."""
+
     update_every_seconds: int = 900
     min_weight: float = 0.01
     min_units_per_arm: int = 100
