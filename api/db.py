@@ -3,7 +3,7 @@
 from flask import Flask, current_app, g, has_request_context, request
 from sqlmodel import Session
 
-from experiments.assignment.snapshot import SnapshotCache
+from experiments.snapshot import SnapshotCache
 from experiments.storage.database import Database
 
 EXTENSION = "kairos.database"

@@ -33,8 +33,8 @@ from api.server import collect_as_served
 from bench.bench_outcomes import EXPERIMENT, UNITS, build_bodies
 from experiments import lifecycle
 from experiments.assignment.assign import UnitRequest, assign
-from experiments.assignment.snapshot import SnapshotCache
 from experiments.outcomes.ingest import ingest
+from experiments.snapshot import SnapshotCache
 from experiments.spec import ExperimentSpec
 from experiments.storage import migrate
 from experiments.storage.database import Database

@@ -5,6 +5,8 @@ The rooms, each answering one question (data flows down this list, never back up
   before it is stored, what a client may send, the domain's words, its errors, its clock.
 - `lifecycle.py`, `workflows.py`, `keys.py`: creating experiments and moving them through their
   states (a workflow is one transaction a view calls); API keys.
+- `snapshot.py`, `segmentation.py`: what the hot paths know of an experiment, cached per
+  process (shared by assignment, outcomes and allocation); a unit's segment from its rules.
 - `assignment/`: which variant a unit gets.
 - `outcomes/`: events stored once each and attributed to their assignment.
 - `statistics/`: how an event is counted (`counting.py`), the arm statistics read back

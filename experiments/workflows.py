@@ -14,10 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from experiments import lifecycle
-from experiments.assignment.snapshot import SnapshotCache
 from experiments.errors import Conflict
 from experiments.learnings.priors import learned_priors
 from experiments.learnings.publish import publish
+from experiments.snapshot import SnapshotCache
 from experiments.spec import ExperimentSpec
 from experiments.storage.tables import Experiment
 

@@ -5,5 +5,5 @@ and the tripped guardrails from experiments/statistics/, hands them to `weights.
 policy the experiment's allocation names, and from counts the next period's weights per
 segment) and opens the next period with `periods.py` (claim the due reweight, open the period
 with a fresh hash seed, schedule the next). Assignment reads the current period's weights
-from its snapshot (experiments/assignment/snapshot.py).
+from its snapshot (experiments/snapshot.py).
 """

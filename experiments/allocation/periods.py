@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session
 
-from experiments.assignment.snapshot import ExperimentSnapshot
 from experiments.errors import Conflict
 from experiments.lifecycle import new_seed
+from experiments.snapshot import ExperimentSnapshot
 from experiments.storage.tables import AllocationPeriod, Experiment
 
 

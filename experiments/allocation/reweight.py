@@ -21,9 +21,9 @@ from experiments.allocation.weights import (
     short_arms,
     with_learned_prior,
 )
-from experiments.assignment.snapshot import ExperimentSnapshot, SnapshotCache, load_snapshot
 from experiments.clock import utcnow
 from experiments.errors import Conflict
+from experiments.snapshot import ExperimentSnapshot, SnapshotCache, load_snapshot
 from experiments.statistics.bandit_counts import arm_counts
 from experiments.statistics.comparisons import tripped_guardrails
 from experiments.storage.database import Database

@@ -16,8 +16,6 @@ from functools import lru_cache
 
 from bandits.hashing import bucket, pick
 from experiments.allocation.reweight import maybe_reweight
-from experiments.assignment.segmentation import segment_of
-from experiments.assignment.snapshot import ExperimentSnapshot, SnapshotCache
 from experiments.assignment.store import (
     add_units,
     insert_assignments,
@@ -27,6 +25,8 @@ from experiments.assignment.store import (
 from experiments.assignment.timing import send_at, zone
 from experiments.clock import utcnow
 from experiments.errors import Conflict
+from experiments.segmentation import segment_of
+from experiments.snapshot import ExperimentSnapshot, SnapshotCache
 from experiments.storage.database import Database
 from experiments.storage.writer import GroupCommitWriter
 from experiments.vocabulary import HOLDOUT_ARM

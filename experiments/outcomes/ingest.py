@@ -21,7 +21,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from experiments.assignment.snapshot import ExperimentSnapshot, SnapshotCache
 from experiments.clock import utcnow
 from experiments.errors import NotFound
 from experiments.outcomes.store import (
@@ -34,6 +33,7 @@ from experiments.outcomes.store import (
     stored_event_ids,
     write_outcomes,
 )
+from experiments.snapshot import ExperimentSnapshot, SnapshotCache
 from experiments.statistics.counting import event_amount
 from experiments.storage.database import Database
 from experiments.storage.writer import GroupCommitWriter

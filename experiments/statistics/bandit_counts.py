@@ -11,8 +11,8 @@ import numpy as np
 from sqlmodel import Session
 
 from bandits.delays import DelayDistribution, failure_shares
-from experiments.assignment.snapshot import ExperimentSnapshot
 from experiments.clock import as_utc
+from experiments.snapshot import ExperimentSnapshot
 from experiments.statistics.cells import conversion_delays, period_starts, primary_variant_rows
 
 # About how many conversions the delay distribution is fitted from: plenty for its shape, and

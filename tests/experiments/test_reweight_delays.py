@@ -9,8 +9,8 @@ import pytest
 from bandits.delays import failure_shares
 from bandits.policies import BetaArms, prob_best
 from experiments.allocation import reweight
-from experiments.assignment.snapshot import load_snapshot
 from experiments.lifecycle import start_experiment
+from experiments.snapshot import load_snapshot
 from experiments.statistics import bandit_counts
 from experiments.statistics.bandit_counts import arm_counts
 from experiments.vocabulary import OTHER_SEGMENT

@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments.assignment.segmentation import matches, prepared, segment_of
+from experiments.segmentation import matches, prepared, segment_of
 
 
 def rule(op, value, attribute="x"):

@@ -19,8 +19,8 @@ from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
-from experiments.assignment.segmentation import prepared
 from experiments.clock import as_utc
+from experiments.segmentation import prepared
 from experiments.spec import QuietHours
 from experiments.storage.database import Database
 from experiments.storage.repository import get_experiment

@@ -6,8 +6,8 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event
 
-from experiments.assignment.snapshot import SnapshotCache
 from experiments.lifecycle import pause_experiment, start_experiment
+from experiments.snapshot import SnapshotCache
 from tests.utils.factories import FACTORIAL, make_experiment
 
 KEY = FACTORIAL["key"]
