@@ -19,7 +19,6 @@ from api.blueprint import refuse_bodies_that_are_not_json
 from api.db import init_database
 from api.fastlane import AssignmentFastLane
 from api.jsonio import OrjsonProvider
-from api.server import answer_refusals_in_json
 from api.settings import instance_secret, load_settings
 from experiments.errors import KairosError
 
@@ -97,7 +96,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     )
     if app.config.get("KAIROS_PAGES", True):
         pages.init_app(app)
-    answer_refusals_in_json()
+    errors.answer_refusals_in_json()
     if app.config.get("KAIROS_FAST_LANE", True):
         app.wsgi_app = AssignmentFastLane(app, app.wsgi_app)
     return app

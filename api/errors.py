@@ -3,6 +3,7 @@
 import logging
 from http import HTTPStatus
 
+import orjson
 from marshmallow import Schema, fields
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -114,3 +115,26 @@ def _transient(error: OperationalError) -> bool:
         return True
     module = type(error.orig).__module__ or ""
     return module.startswith("psycopg")
+
+
+def answer_refusals_in_json() -> None:
+    """gunicorn refuses some requests before any app sees them (a request line over 4 KB: 414;
+    a header over 8 KB: 431; broken chunked encoding: 400) and writes an HTML page for them.
+    Its workers write it through `gunicorn.util.write_error`; this makes that the one JSON
+    error shape. Idempotent; called by create_app, so plain `gunicorn 'api:create_app()'`
+    answers the same way."""
+    from gunicorn import util
+
+    if getattr(util.write_error, "kairos", False):
+        return
+
+    def write_error(sock, status_int, reason, mesg):
+        body = orjson.dumps(error_payload(status_int, mesg or None)) + b"\n"
+        head = (
+            f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        util.write_nonblock(sock, head.encode("latin-1") + body)
+
+    write_error.kairos = True
+    util.write_error = write_error
