@@ -12,13 +12,13 @@ effects θ ~ N(0, τ²) against θ = 0 (Robbins' mixture; the mSPRT of Johari et
 
     E_τ = √(V / (V + τ²)) · exp(θ̂² τ² / (2 V (V + τ²))),
 
-averaged over the scales τ in MIXTURE_SDS (an average of e-values is one). As units accrue,
-θ̂ moves like a Gaussian random walk in the information 1/V, and E is then a test martingale
-under no effect: by Ville's inequality it ever reaches 1/α with probability at most α. So 1/E
-is an always-valid p-value: it holds however often one looks, and whenever one chooses to
-publish. θ̂ must be the data's own: an experiment that started from the registry's prior is
-published from its own data (experiments/learnings.py). The Normal approximation is checked
-by simulation: 0.2% of A/A experiments ever show a win over 28 daily looks (bench registry).
+averaged over the scales τ in MIXTURE_SDS (an average of e-values is one). As units accrue, θ̂
+moves like a Gaussian random walk in the information 1/V, and E is then a test martingale under
+no effect: by Ville's inequality it ever reaches 1/α with probability at most α. So 1/E is an
+always-valid p-value: it holds however often one looks, and whenever one chooses to publish. θ̂
+must be the data's own: an experiment that started from the registry's prior is published from
+its own data (experiments/learnings/comparisons.py). The Normal approximation is checked by
+simulation: 0.2% of A/A experiments ever show a win over 28 daily looks (bench registry).
 
 Across the m comparisons of a publication, which overlap (`all` contains the segments, the
 metrics are measured on the same units, levels share their variants), the Benjamini-Hochberg

@@ -7,7 +7,7 @@ from experiments.snapshot import SnapshotCache
 from experiments.storage.database import Database
 
 EXTENSION = "kairos.database"
-CACHE_EXTENSION = "kairos.runtime_cache"
+CACHE_EXTENSION = "kairos.snapshot_cache"
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -23,7 +23,7 @@ def get_database() -> Database:
     return current_app.extensions[EXTENSION]
 
 
-def get_runtime_cache() -> SnapshotCache:
+def get_snapshot_cache() -> SnapshotCache:
     return current_app.extensions[CACHE_EXTENSION]
 
 

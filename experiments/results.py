@@ -1,5 +1,5 @@
-"""What the results say: the answer to GET /v1/experiments/{key}/results (DESIGN.md, "HTTP
-API"), for one metric, per segment and for `all`.
+"""What the results say: the answer to GET /v1/experiments/{key}/results (README, "Walk-through:
+read the results"), for one metric, per segment and for `all`.
 
 It reads the arm-statistics read model (experiments/statistics/cells.py) and its comparisons
 (experiments/statistics/comparisons.py), and adds the sample-ratio check (units per arm
@@ -50,7 +50,8 @@ SAMPLE_RATIO_VERDICTS = (SAMPLE_RATIO_MATCHES, SAMPLE_RATIO_MISMATCH, NO_UNITS_T
 def experiment_results(
     *, session: Session, key: str, metric: str | None = None, segment: str | None = None
 ) -> dict:
-    """The results answer (see DESIGN.md, "HTTP API"), optionally for one metric and segment;
+    """The results answer (README, "Walk-through: read the results"), optionally for one metric
+    and segment;
     `all` is always included."""
     experiment = get_experiment(session=session, key=key)
     metrics = {m.key: m for m in experiment.metrics}

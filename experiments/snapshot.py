@@ -1,4 +1,5 @@
-"""What assigning needs to know about an experiment, loaded once and cached for a moment.
+"""What the hot paths (assignment, outcomes, allocation) need to know about an experiment,
+loaded once and cached for a moment.
 
 The hot path must not read five tables per request. An `ExperimentSnapshot` is an immutable
 copy of an experiment, its variants, segments, metrics and current allocation period;
@@ -155,7 +156,7 @@ class SnapshotCache:
         self._lock = threading.Lock()
 
     def get(self, *, database: Database, key: str, revalidate: bool = False) -> ExperimentSnapshot:
-        """The experiment's runtime; `revalidate`: check the stamp whatever the entry's age.
+        """The experiment's snapshot; `revalidate`: check the stamp whatever the entry's age.
 
         Requests on a simulated clock (an admin's `now`) revalidate: seconds of real time are
         days of theirs, and a reweight made before their `now` on another node must show. It
@@ -171,10 +172,10 @@ class SnapshotCache:
                 self._entries[key] = (now, entry[1], stamp)
             return entry[1]
         with database.session() as session:
-            runtime = load_snapshot(session=session, key=key)
+            snapshot = load_snapshot(session=session, key=key)
         with self._lock:
-            self._entries[key] = (now, runtime, stamp)
-        return runtime
+            self._entries[key] = (now, snapshot, stamp)
+        return snapshot
 
     def invalidate(self, key: str | None = None) -> None:
         """Forget `key`'s snapshot (every one if None), so that this process reloads it now

@@ -228,3 +228,62 @@ def test_api_imports_no_sqlalchemy_beyond_its_list():
         taken = sqlalchemy_imports(path)
         assert taken <= allowed, f"{relative} imports {sorted(taken - allowed)}"
         assert allowed <= taken, f"{relative} no longer imports {sorted(allowed - taken)}: drop it"
+
+
+# The rooms of experiments/, from the ground up: each may import only rooms listed before it,
+# so that data flows one way (experiments/__init__.py describes each).
+ROOMS = (
+    "errors",
+    "clock",
+    "vocabulary",
+    "bounds",
+    "spec",
+    "storage",
+    "segmentation",
+    "snapshot",
+    "lifecycle",
+    "keys",
+    "health",
+    "statistics",
+    "results",
+    "learnings",
+    "analysis_jobs",
+    "allocation",
+    "outcomes",
+    "assignment",
+    "overview",
+    "workflows",
+)
+
+
+def room_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "experiments" and len(parts) > 1 else None
+
+
+def test_every_room_of_experiments_is_placed():
+    present = {p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem != "__init__"}
+    present |= {p.parent.name for p in (ROOT / "experiments").glob("*/__init__.py")}
+    assert present == set(ROOMS)
+
+
+def test_rooms_import_only_the_rooms_below_them():
+    backwards = []
+    for path in sources("experiments"):
+        relative = path.relative_to(ROOT / "experiments")
+        if relative.parts[0] == "__init__.py" or "migrations" in relative.parts:
+            continue
+        own = relative.parts[0].removesuffix(".py")
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                other = room_of(module)
+                if other in ROOMS and other != own and ROOMS.index(other) > ROOMS.index(own):
+                    backwards.append(f"experiments/{relative}:{node.lineno} imports {module}")
+    assert not backwards, "an import against the rooms' order:\n" + "\n".join(backwards)

@@ -15,7 +15,7 @@ from api.assignments.schemas import (
 )
 from api.auth import requires, simulated_now
 from api.blueprint import Blueprint
-from api.db import get_database, get_runtime_cache
+from api.db import get_database, get_snapshot_cache
 from api.jsonio import json_response
 from experiments.assignment.assign import AssignmentAnswer, UnitRequest, assign
 
@@ -30,7 +30,7 @@ blp = Blueprint(
 def _assign(body: dict, units: list[UnitRequest]) -> list[AssignmentAnswer]:
     return assign(
         database=get_database(),
-        cache=get_runtime_cache(),
+        cache=get_snapshot_cache(),
         experiment_key=body["experiment"],
         units=units,
         now=simulated_now(body),

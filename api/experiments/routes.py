@@ -4,7 +4,7 @@ from flask.views import MethodView
 
 from api.auth import requires, simulated_now
 from api.blueprint import Blueprint, page_window
-from api.db import get_database, get_runtime_cache, get_session
+from api.db import get_database, get_session, get_snapshot_cache
 from api.experiments.schemas import (
     ConcludeSchema,
     ExperimentInSchema,
@@ -80,7 +80,7 @@ class StartExperiment(MethodView):
     @action(NoFieldsSchema())
     def post(self, _body, key):
         """Start a draft experiment, or resume a paused one (409 otherwise)"""
-        return workflows.start(session=get_session(), cache=get_runtime_cache(), key=key)
+        return workflows.start(session=get_session(), cache=get_snapshot_cache(), key=key)
 
 
 @blp.route("/<key:key>/pause")
@@ -88,7 +88,7 @@ class PauseExperiment(MethodView):
     @action(NoFieldsSchema())
     def post(self, _body, key):
         """Pause a running experiment: assignments answer 409 until it is resumed"""
-        return workflows.pause(session=get_session(), cache=get_runtime_cache(), key=key)
+        return workflows.pause(session=get_session(), cache=get_snapshot_cache(), key=key)
 
 
 @blp.route("/<key:key>/conclude")
@@ -98,7 +98,7 @@ class ConcludeExperiment(MethodView):
         """Conclude a running or paused experiment (every unit gets the winner from now on) and
         publish its learnings"""
         return workflows.conclude(
-            session=get_session(), cache=get_runtime_cache(), key=key, winner=body.get("winner")
+            session=get_session(), cache=get_snapshot_cache(), key=key, winner=body.get("winner")
         )
 
 
@@ -113,5 +113,5 @@ class ReweightExperiment(MethodView):
     def post(self, body, key):
         """Reweight a Thompson-sampling experiment now: opens its next allocation period"""
         return reweight.reweight(
-            database=get_database(), cache=get_runtime_cache(), key=key, now=simulated_now(body)
+            database=get_database(), cache=get_snapshot_cache(), key=key, now=simulated_now(body)
         )

@@ -4,7 +4,7 @@ from flask.views import MethodView
 
 from api.auth import requires
 from api.blueprint import Blueprint
-from api.db import get_database, get_runtime_cache
+from api.db import get_database, get_snapshot_cache
 from api.outcomes.schemas import CountsSchema, EventBatchSchema, OutcomeEventSchema
 from experiments.outcomes.ingest import ingest
 
@@ -24,7 +24,7 @@ class Outcomes(MethodView):
     @blp.response(202, CountsSchema)
     def post(self, event):
         """Report one outcome event"""
-        return ingest(database=get_database(), cache=get_runtime_cache(), events=[event])
+        return ingest(database=get_database(), cache=get_snapshot_cache(), events=[event])
 
 
 @blp.route("/batch")
@@ -35,4 +35,4 @@ class OutcomeBatch(MethodView):
     def post(self, body):
         """Report up to 10,000 outcome events; one invalid event → 422 naming it, nothing
         stored"""
-        return ingest(database=get_database(), cache=get_runtime_cache(), events=body["events"])
+        return ingest(database=get_database(), cache=get_snapshot_cache(), events=body["events"])

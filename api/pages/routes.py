@@ -19,7 +19,7 @@ from flask import session as cookie
 from marshmallow import EXCLUDE, ValidationError
 
 from api.auth import lookup_key
-from api.db import get_database, get_runtime_cache, get_session
+from api.db import get_database, get_session, get_snapshot_cache
 from api.errors import flatten_errors
 from api.learnings.schemas import EvidenceQuerySchema, LearningQuerySchema
 from api.pages import figures, forms
@@ -217,19 +217,19 @@ def confirm(key, action):
 
 def _start(key):
     before = repository.get_experiment(session=get_session(), key=key).status
-    found = workflows.start(session=get_session(), cache=get_runtime_cache(), key=key)
+    found = workflows.start(session=get_session(), cache=get_snapshot_cache(), key=key)
     return f"Started: {before} → {found.status}, allocation period {found.current_period}."
 
 
 def _pause(key):
-    found = workflows.pause(session=get_session(), cache=get_runtime_cache(), key=key)
+    found = workflows.pause(session=get_session(), cache=get_snapshot_cache(), key=key)
     return f"Paused: status {found.status}; assignments answer 409 until it is resumed."
 
 
 def _conclude(key):
     winner = request.form.get("winner") or None
     found = workflows.conclude(
-        session=get_session(), cache=get_runtime_cache(), key=key, winner=winner
+        session=get_session(), cache=get_snapshot_cache(), key=key, winner=winner
     )
     return (
         f"Concluded: every unit now gets '{found.winner}'; the learnings were published "
@@ -239,7 +239,7 @@ def _conclude(key):
 
 def _reweight(key):
     # The reweight writes through sessions of its own; the request's is opened after it.
-    period = reweighting.reweight(database=get_database(), cache=get_runtime_cache(), key=key)
+    period = reweighting.reweight(database=get_database(), cache=get_snapshot_cache(), key=key)
     history = overview.allocation_history(session=get_session(), key=key)
     changes = []
     for segment, weights in period.weights.items():

@@ -14,33 +14,33 @@ from experiments.snapshot import ExperimentSnapshot
 from experiments.storage.tables import AllocationPeriod, Experiment
 
 
-def claim_due_reweight(*, session: Session, runtime: ExperimentSnapshot, now: datetime) -> bool:
+def claim_due_reweight(*, session: Session, snapshot: ExperimentSnapshot, now: datetime) -> bool:
     """Claim the scheduled reweight that is due at `now`, moving the next one a period on:
     True for the one request (on any worker) that wins it."""
     return bool(
         session.execute(
             update(Experiment)
             .where(
-                Experiment.id == runtime.experiment_id,
+                Experiment.id == snapshot.experiment_id,
                 Experiment.status == "running",
                 Experiment.next_reweight_at <= now,
             )
-            .values(next_reweight_at=now + timedelta(seconds=runtime.update_every_seconds))
+            .values(next_reweight_at=now + timedelta(seconds=snapshot.update_every_seconds))
         ).rowcount
     )
 
 
-def schedule_next_reweight(*, session: Session, runtime: ExperimentSnapshot, now: datetime):
+def schedule_next_reweight(*, session: Session, snapshot: ExperimentSnapshot, now: datetime):
     """The next scheduled reweight, a period after `now` (after a reweight on demand)."""
     session.execute(
         update(Experiment)
-        .where(Experiment.id == runtime.experiment_id)
-        .values(next_reweight_at=now + timedelta(seconds=runtime.update_every_seconds))
+        .where(Experiment.id == snapshot.experiment_id)
+        .values(next_reweight_at=now + timedelta(seconds=snapshot.update_every_seconds))
     )
 
 
 def open_period(
-    *, session: Session, runtime: ExperimentSnapshot, weights: dict, now: datetime
+    *, session: Session, snapshot: ExperimentSnapshot, weights: dict, now: datetime
 ) -> AllocationPeriod:
     """The next period, opened only if no other worker opened it first (else Conflict).
 
@@ -51,24 +51,26 @@ def open_period(
     restarted behind the current period (a second simulation run) assigns in that period and
     reweights once it has caught up with it.
     """
-    started = runtime.period_started_at
-    if runtime.period > 1 and started is not None and now < started:
+    started = snapshot.period_started_at
+    if snapshot.period > 1 and started is not None and now < started:
         message = (
             f"`now` ({now.isoformat()}) is before the reweight that opened period "
-            f"{runtime.period} ({started.isoformat()}): reweights happen in time order."
+            f"{snapshot.period} ({started.isoformat()}): reweights happen in time order."
         )
         raise Conflict(message, {"now": [message]})
-    number = runtime.period + 1
+    number = snapshot.period + 1
     advanced = session.execute(
         update(Experiment)
-        .where(Experiment.id == runtime.experiment_id, Experiment.current_period == runtime.period)
+        .where(
+            Experiment.id == snapshot.experiment_id, Experiment.current_period == snapshot.period
+        )
         .values(current_period=number, updated_at=now)
     ).rowcount
     if not advanced:
         session.rollback()
         raise Conflict("Another reweight of this experiment happened at the same time; retry.")
     period = AllocationPeriod(
-        experiment_id=runtime.experiment_id,
+        experiment_id=snapshot.experiment_id,
         number=number,
         seed=new_seed(),
         weights=weights,

@@ -35,33 +35,33 @@ log = logging.getLogger(__name__)
 
 
 def maybe_reweight(
-    *, database: Database, cache: SnapshotCache, runtime: ExperimentSnapshot, now: datetime
+    *, database: Database, cache: SnapshotCache, snapshot: ExperimentSnapshot, now: datetime
 ) -> ExperimentSnapshot:
     """Reweight if a scheduled reweight is due and this request wins the claim on it."""
     if (
-        runtime.allocation != "thompson"
-        or runtime.next_reweight_at is None
-        or now < runtime.next_reweight_at
+        snapshot.allocation != "thompson"
+        or snapshot.next_reweight_at is None
+        or now < snapshot.next_reweight_at
     ):
-        return runtime
+        return snapshot
     # Three short steps, so that no writer waits while the weights are computed (on SQLite a
     # write transaction holds the one write lock): claim the due reweight, compute from a read
     # snapshot, open the period if no other reweight opened one meanwhile.
     with database.session(write=True) as session:
-        claimed = claim_due_reweight(session=session, runtime=runtime, now=now)
+        claimed = claim_due_reweight(session=session, snapshot=snapshot, now=now)
         session.commit()
     if claimed:
         with database.session() as session:
-            weights = compute_weights(session=session, runtime=runtime, now=now)
+            weights = compute_weights(session=session, snapshot=snapshot, now=now)
         if weights is not None:
             with database.session(write=True) as session:
                 try:
-                    open_period(session=session, runtime=runtime, weights=weights, now=now)
+                    open_period(session=session, snapshot=snapshot, weights=weights, now=now)
                     session.commit()
                 except Conflict:  # another reweight got there first; its period stands
                     session.rollback()
-    cache.invalidate(runtime.key)
-    return cache.get(database=database, key=runtime.key)
+    cache.invalidate(snapshot.key)
+    return cache.get(database=database, key=snapshot.key)
 
 
 def reweight(
@@ -81,36 +81,36 @@ def reweight(
             raise Conflict(
                 f"Experiment '{key}' is {experiment.status}: only a running one reweights."
             )
-        runtime = load_snapshot(session=session, key=key)
-        weights = compute_weights(session=session, runtime=runtime, now=now, explain=True)
+        snapshot = load_snapshot(session=session, key=key)
+        weights = compute_weights(session=session, snapshot=snapshot, now=now, explain=True)
     with database.session(write=True) as session:
-        period = open_period(session=session, runtime=runtime, weights=weights, now=now)
-        schedule_next_reweight(session=session, runtime=runtime, now=now)
+        period = open_period(session=session, snapshot=snapshot, weights=weights, now=now)
+        schedule_next_reweight(session=session, snapshot=snapshot, now=now)
         session.commit()
     cache.invalidate(key)
     return period
 
 
 def compute_weights(
-    *, session: Session, runtime: ExperimentSnapshot, now: datetime, explain: bool = False
+    *, session: Session, snapshot: ExperimentSnapshot, now: datetime, explain: bool = False
 ) -> dict[str, dict[str, float]] | None:
     """Next period's weights per segment; None (or Conflict, if `explain`) while some arm has
     fewer than `min_units_per_arm` units."""
-    segments = [key for key, _ in runtime.segment_rules] + [OTHER_SEGMENT]
-    variants = [v.key for v in runtime.variants]
+    segments = [key for key, _ in snapshot.segment_rules] + [OTHER_SEGMENT]
+    variants = [v.key for v in snapshot.variants]
     successes, trials, effective = arm_counts(
-        session=session, runtime=runtime, segments=segments, now=now
+        session=session, snapshot=snapshot, segments=segments, now=now
     )
-    short = short_arms(trials, variants, runtime.min_units_per_arm)
+    short = short_arms(trials, variants, snapshot.min_units_per_arm)
     if short:
         if explain:
             listed = ", ".join(f"{v} has {n}" for v, n in short)
             raise Conflict(
-                f"Not enough units to reweight: each variant needs {runtime.min_units_per_arm} "
+                f"Not enough units to reweight: each variant needs {snapshot.min_units_per_arm} "
                 f"(min_units_per_arm); {listed}."
             )
         return None
-    experiment = session.get(Experiment, runtime.experiment_id)
+    experiment = session.get(Experiment, snapshot.experiment_id)
     if experiment.prior == "learnings":
         # The registry's evidence as pseudo-observations, each segment's worth prior_units.
         successes, effective = with_learned_prior(
@@ -122,7 +122,7 @@ def compute_weights(
     if tripped:
         log.warning(
             "Experiment %s: guardrails tripped; held at the floor: %s; switched off: %s.",
-            runtime.key,
+            snapshot.key,
             ", ".join(sorted(held)) or "none",
             ", ".join(sorted(conclusive)) or "none",
         )

@@ -1,7 +1,7 @@
 """How weights are chosen: from an experiment's allocation, its policy; from the counts per
 segment and variant (experiments/statistics/bandit_counts.py), the next period's weights.
 
-Pure: counts and flags in, weights out. Reading the counts and opening the period that
+No database: counts and flags in, weights out. Reading the counts and opening the period that
 carries the weights are experiments/allocation/reweight.py's business.
 """
 
@@ -44,7 +44,7 @@ def with_learned_prior(
     variants: list[str],
 ) -> tuple[np.ndarray, np.ndarray]:
     """(successes, trials) with the registry's evidence added as pseudo-observations, each
-    segment's worth the snapshot's units (a segment it had not seen takes `all`'s)."""
+    segment's worth the learned prior's units (a segment it had not seen takes `all`'s)."""
     successes, trials = successes.copy(), trials.copy()
     for i, segment in enumerate(segments):
         found = prior_arms(priors, segment, variants)

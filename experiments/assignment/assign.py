@@ -94,24 +94,24 @@ def assign(
     simulated = now is not None
     now = now or utcnow()
     given = [_zone(u.timezone) if u.timezone else None for u in units]  # 422 before any write
-    runtime = cache.get(database=database, key=experiment_key, revalidate=simulated)
+    snapshot = cache.get(database=database, key=experiment_key, revalidate=simulated)
     # A unit that gives no time zone is where the experiment says its units are.
-    default_zone = _zone(runtime.timezone)
+    default_zone = _zone(snapshot.timezone)
     zones = [tz or default_zone for tz in given]
-    if runtime.status == "concluded":
-        return _winner_answers(runtime, units, zones, now)
-    if runtime.status != "running":
+    if snapshot.status == "concluded":
+        return _winner_answers(snapshot, units, zones, now)
+    if snapshot.status != "running":
         raise Conflict(
-            f"Experiment '{experiment_key}' is {runtime.status}: it assigns only while running."
+            f"Experiment '{experiment_key}' is {snapshot.status}: it assigns only while running."
         )
-    runtime = maybe_reweight(database=database, cache=cache, runtime=runtime, now=now)
-    segments = [segment_of(runtime.segment_rules, u.attributes) for u in units]
-    sticky = runtime.stickiness == "unit"
-    send_times = _SendTimes(runtime, now)
+    snapshot = maybe_reweight(database=database, cache=cache, snapshot=snapshot, now=now)
+    segments = [segment_of(snapshot.segment_rules, u.attributes) for u in units]
+    sticky = snapshot.stickiness == "unit"
+    send_times = _SendTimes(snapshot, now)
 
     # Everything that needs no lock is done before taking it: decisions for every unit as if
     # it were new (deterministic, so a stored unit's would be the same), as rows to store.
-    candidates = _decide(runtime, units, segments, zones, now, send_times)
+    candidates = _decide(snapshot, units, segments, zones, now, send_times)
 
     writer = GroupCommitWriter.of(database)
     prepared = prepare_assignments(candidates, postgres=writer.postgres)
@@ -126,13 +126,13 @@ def assign(
         if sticky and len(inserted) < len(candidates):
             stored = stored_assignments(
                 transaction,
-                runtime.experiment_id,
+                snapshot.experiment_id,
                 [d["unit_id"] for d in candidates if d["id"] not in inserted],
             )
         add_units(
             transaction,
-            runtime.experiment_id,
-            runtime.metrics,
+            snapshot.experiment_id,
+            snapshot.metrics,
             Counter((d["period"], d["segment"], d["variant"] or HOLDOUT_ARM) for d in decisions),
             now.timestamp(),
         )
@@ -148,12 +148,12 @@ def assign(
             row = stored.get(unit.unit_id) or by_unit[unit.unit_id]
         else:
             row = next(next_decision)
-        answers.append(_answer(runtime, unit.unit_id, row, send_times(row["variant"], tz)))
+        answers.append(_answer(snapshot, unit.unit_id, row, send_times(row["variant"], tz)))
     return answers
 
 
 def _decide(
-    runtime: ExperimentSnapshot,
+    snapshot: ExperimentSnapshot,
     units: list[UnitRequest],
     segments: list[str],
     zones: list,
@@ -162,9 +162,9 @@ def _decide(
 ) -> list[dict]:
     """A new assignment row for every unit (each unit once under `unit` stickiness).
 
-    Runs once per unit of every batch, so the runtime's attributes are read once, here.
+    Runs once per unit of every batch, so the snapshot's attributes are read once, here.
     """
-    sticky = runtime.stickiness == "unit"
+    sticky = snapshot.stickiness == "unit"
     todo: list[tuple[UnitRequest, str, object]] = []
     seen: set[str] = set()
     for unit, segment, tz in zip(units, segments, zones, strict=True):
@@ -177,9 +177,9 @@ def _decide(
         return []
 
     ids = new_ids(len(todo))
-    holdout_share, holdout_seed = runtime.holdout, runtime.holdout_seed
-    period_seed, period = runtime.period_seed, runtime.period
-    experiment_id, variants = runtime.experiment_id, runtime.variants
+    holdout_share, holdout_seed = snapshot.holdout, snapshot.holdout_seed
+    period_seed, period = snapshot.period_seed, snapshot.period
+    experiment_id, variants = snapshot.experiment_id, snapshot.variants
     weights_of = {}
     decisions = []
     for (unit, segment, tz), assignment_id in zip(todo, ids, strict=True):
@@ -192,7 +192,7 @@ def _decide(
             key = unit_id if sticky else f"{unit_id}:{assignment_id}"
             weights = weights_of.get(segment)
             if weights is None:
-                weights = weights_of[segment] = runtime.weights_of(segment)
+                weights = weights_of[segment] = snapshot.weights_of(segment)
             index = pick(weights.cumulative, bucket(period_seed, key))
             # The propensity is the weight that chose the variant (given the unit was not held
             # out): exactly what inverse-propensity weighting needs.
@@ -220,8 +220,8 @@ class _SendTimes:
     """send_at per (variant, time zone) for one request: a batch has one `now`, few variants
     and few zones, so each distinct time is computed once."""
 
-    def __init__(self, runtime: ExperimentSnapshot, now: datetime):
-        self.runtime = runtime
+    def __init__(self, snapshot: ExperimentSnapshot, now: datetime):
+        self.snapshot = snapshot
         self.now = now
         self.memo: dict = {}
 
@@ -230,20 +230,20 @@ class _SendTimes:
             return None
         key = (variant, tz)
         if key not in self.memo:
-            send = self.runtime.variant(variant).payload.get("send")
-            self.memo[key] = send_at(send, self.now, tz, self.runtime.quiet_hours)
+            send = self.snapshot.variant(variant).payload.get("send")
+            self.memo[key] = send_at(send, self.now, tz, self.snapshot.quiet_hours)
         return self.memo[key]
 
 
 def _answer(
-    runtime: ExperimentSnapshot, unit_id: str, row: dict, at: datetime | None
+    snapshot: ExperimentSnapshot, unit_id: str, row: dict, at: datetime | None
 ) -> AssignmentAnswer:
     variant = row["variant"]
-    info = runtime.variant(variant) if variant else None
+    info = snapshot.variant(variant) if variant else None
     # Positional: one answer per unit of every batch, and keywords cost a third more.
     return AssignmentAnswer(
         row["id"],
-        runtime.key,
+        snapshot.key,
         unit_id,
         variant,
         info.factors if info else None,
@@ -257,21 +257,21 @@ def _answer(
     )
 
 
-def _winner_answers(runtime: ExperimentSnapshot, units, zones, now) -> list[AssignmentAnswer]:
+def _winner_answers(snapshot: ExperimentSnapshot, units, zones, now) -> list[AssignmentAnswer]:
     """A concluded experiment answers with its winner and logs nothing."""
-    info = runtime.variant(runtime.winner or runtime.control)
-    send_times = _SendTimes(runtime, now)
+    info = snapshot.variant(snapshot.winner or snapshot.control)
+    send_times = _SendTimes(snapshot, now)
     return [
         AssignmentAnswer(
             assignment_id=None,
-            experiment=runtime.key,
+            experiment=snapshot.key,
             unit_id=unit.unit_id,
             variant=info.key,
             factors=info.factors,
             payload=info.payload,
-            segment=segment_of(runtime.segment_rules, unit.attributes),
+            segment=segment_of(snapshot.segment_rules, unit.attributes),
             propensity=1.0,
-            period=runtime.period,
+            period=snapshot.period,
             holdout=False,
             send_at=send_times(info.key, tz),
             concluded=True,

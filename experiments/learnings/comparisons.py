@@ -23,11 +23,12 @@ def from_conjugate(
     session: Session, experiment: Experiment, metric: Metric, notes: tuple[Note, ...] = ()
 ) -> list[dict]:
     """From the results' own comparisons: each segment within its allocation periods, `all`
-    within period × segment cells, standardised to their unit shares (see results.py). A
-    variant's learning is its row of the results; a factor level's compares the mean rate of
-    the variants with the level with that of their twins, on the same per-arm estimates
-    (analysis/contrasts.py). An experiment that started from the registry's prior is read
-    from its own data: the registry already holds what that prior knew."""
+    within period × segment cells, standardised to their unit shares (see
+    experiments/statistics/comparisons.py). A variant's learning is its row of the results; a
+    factor level's compares the mean rate of the variants with the level with that of their
+    twins, on the same per-arm estimates (analysis/contrasts.py). An experiment that started
+    from the registry's prior is read from its own data: the registry already holds what that
+    prior knew."""
     learned = bool(experiment.priors) and experiment.prior == "learnings"
     layout, strata = metric_strata(
         session=session, experiment=experiment, metric=metric, own_data_only=learned

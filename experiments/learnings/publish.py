@@ -143,7 +143,7 @@ def _pooled_over_uneven_cells(
 ) -> Note | None:
     """Why a converged PyMC job still must not feed learnings: its models take each segment's
     counts summed over allocation periods, which a bandit fed unevenly, so its comparisons are
-    confounded as pooled counts are (see results.py); or None."""
+    confounded as pooled counts are (see experiments/statistics/comparisons.py); or None."""
     _, strata = metric_strata(session=session, experiment=experiment, metric=metric)
     if not any(stratum.stratified for stratum in strata):
         return None

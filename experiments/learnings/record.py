@@ -58,6 +58,7 @@ EXPORT_FIELDS = (
     "baseline_level",
     "channel",
     "lift_mean",
+    "lift_median",
     "lift_low",
     "lift_high",
     "log_lift_mean",

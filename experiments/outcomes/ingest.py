@@ -87,10 +87,10 @@ def ingest(
     known = stored_event_ids(writer, [e.event_id for e in batch])
     fresh = [e for e in batch if e.event_id not in known]
 
-    runtimes = _runtimes(database, cache, fresh)
-    found = _assignments(writer, runtimes, fresh)
-    by_id = _runtimes_by_id(database, cache, runtimes, found)
-    rows = [_attribute(event, runtimes, by_id, found, now) for event in fresh]
+    snapshots = _snapshots(database, cache, fresh)
+    found = _assignments(writer, snapshots, fresh)
+    by_id = _snapshots_by_id(database, cache, snapshots, found)
+    rows = [_attribute(event, snapshots, by_id, found, now) for event in fresh]
     prepared = PreparedOutcomes(rows, writer.postgres)
 
     inserted = (
@@ -104,40 +104,40 @@ def ingest(
     )
 
 
-def _runtimes(database, cache, events) -> dict[str, ExperimentSnapshot | None]:
-    runtimes: dict[str, ExperimentSnapshot | None] = {}
+def _snapshots(database, cache, events) -> dict[str, ExperimentSnapshot | None]:
+    snapshots: dict[str, ExperimentSnapshot | None] = {}
     for key in {e.experiment for e in events if e.experiment}:
         try:
-            runtimes[key] = cache.get(database=database, key=key)
+            snapshots[key] = cache.get(database=database, key=key)
         except NotFound:
-            runtimes[key] = None
-    return runtimes
+            snapshots[key] = None
+    return snapshots
 
 
-def _runtimes_by_id(database, cache, runtimes, found) -> dict[int, ExperimentSnapshot]:
-    """Runtimes by experiment id, including those of events that gave only an assignment id."""
-    by_id = {r.experiment_id: r for r in runtimes.values() if r is not None}
+def _snapshots_by_id(database, cache, snapshots, found) -> dict[int, ExperimentSnapshot]:
+    """Snapshots by experiment id, including those of events that gave only an assignment id."""
+    by_id = {r.experiment_id: r for r in snapshots.values() if r is not None}
     missing = {a.experiment_id for a in found["id"].values()} - set(by_id)
     if missing:
         for key in experiment_keys(database, missing):
-            runtime = cache.get(database=database, key=key)
-            by_id[runtime.experiment_id] = runtime
+            snapshot = cache.get(database=database, key=key)
+            by_id[snapshot.experiment_id] = snapshot
     return by_id
 
 
-def _assignments(writer: GroupCommitWriter, runtimes, events) -> dict:
+def _assignments(writer: GroupCommitWriter, snapshots, events) -> dict:
     """The assignments the events may refer to: by id, and by (experiment id, unit id), a
     unit's decisions in the order they were made."""
     ids = sorted({e.assignment_id for e in events if e.assignment_id})
     units: dict[str, set[str]] = defaultdict(set)  # by experiment key
     for event in events:
-        if not event.assignment_id and event.unit_id and runtimes.get(event.experiment):
+        if not event.assignment_id and event.unit_id and snapshots.get(event.experiment):
             units[event.experiment].add(event.unit_id)
     by_id, of_units = find_assignments(
         writer,
         ids,
         [
-            (runtimes[key].experiment_id, runtimes[key].stickiness == "unit", sorted(unit_ids))
+            (snapshots[key].experiment_id, snapshots[key].stickiness == "unit", sorted(unit_ids))
             for key, unit_ids in units.items()
         ],
     )
@@ -149,20 +149,20 @@ def _assignments(writer: GroupCommitWriter, runtimes, events) -> dict:
     return {"id": by_id, "unit": by_unit}
 
 
-def _attribute(event: OutcomeEvent, runtimes, by_id, found, now: datetime) -> OutcomeRow:
+def _attribute(event: OutcomeEvent, snapshots, by_id, found, now: datetime) -> OutcomeRow:
     occurred = event.occurred_at or now
-    runtime = runtimes.get(event.experiment) if event.experiment else None
-    if event.experiment and runtime is None:
+    snapshot = snapshots.get(event.experiment) if event.experiment else None
+    if event.experiment and snapshot is None:
         return _unattributed(event, occurred, now, UNKNOWN_EXPERIMENT)
-    experiment_id = runtime.experiment_id if runtime else None
+    experiment_id = snapshot.experiment_id if snapshot else None
     if event.assignment_id:
         assigned = found["id"].get(event.assignment_id)
         if assigned is None:
             return _unattributed(event, occurred, now, UNKNOWN_ASSIGNMENT, experiment_id)
-        if runtime is not None and assigned.experiment_id != runtime.experiment_id:
+        if snapshot is not None and assigned.experiment_id != snapshot.experiment_id:
             return _unattributed(event, occurred, now, OTHER_EXPERIMENT, experiment_id)
-        if runtime is None:  # the assignment says which experiment
-            runtime = by_id.get(assigned.experiment_id)
+        if snapshot is None:  # the assignment says which experiment
+            snapshot = by_id.get(assigned.experiment_id)
     else:
         candidates = found["unit"].get((experiment_id, event.unit_id))
         if not candidates:
@@ -173,15 +173,15 @@ def _attribute(event: OutcomeEvent, runtimes, by_id, found, now: datetime) -> Ou
             earlier = [a for a in candidates if a.assigned_at <= occurred]
             assigned = earlier[-1] if earlier else candidates[0]
     experiment_id = assigned.experiment_id
-    if runtime is None:
+    if snapshot is None:
         return _unattributed(event, occurred, now, UNKNOWN_EXPERIMENT, experiment_id, assigned.id)
-    metric_type = runtime.metric_types.get(event.metric)
+    metric_type = snapshot.metric_types.get(event.metric)
     if metric_type is None:
         return _unattributed(event, occurred, now, UNKNOWN_METRIC, experiment_id, assigned.id)
     if occurred < assigned.assigned_at:
         return _unattributed(event, occurred, now, BEFORE_ASSIGNMENT, experiment_id, assigned.id)
     delay = (occurred - assigned.assigned_at).total_seconds()
-    if delay > runtime.attribution_window_hours * 3600:
+    if delay > snapshot.attribution_window_hours * 3600:
         return _unattributed(event, occurred, now, AFTER_WINDOW, experiment_id, assigned.id)
     binary = metric_type == "binary"
     # Positional arguments: this runs once per event, and keywords cost a third more.

@@ -21,7 +21,7 @@ DELAY_SAMPLE = 20_000
 
 
 def arm_counts(
-    *, session: Session, runtime: ExperimentSnapshot, segments: list[str], now: datetime
+    *, session: Session, snapshot: ExperimentSnapshot, segments: list[str], now: datetime
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(successes, trials, delay-aware trials) of the primary metric, each of shape
     (segments, variants), over all periods.
@@ -33,27 +33,29 @@ def arm_counts(
     their allocation period reaches on the nearer side, and G is averaged over their ages.
     Each segment's silent units count as their failure shares at its rate (`failure_shares`).
     """
-    primary, found = primary_variant_rows(session=session, experiment_id=runtime.experiment_id)
+    primary, found = primary_variant_rows(session=session, experiment_id=snapshot.experiment_id)
     s_index = {s: i for i, s in enumerate(segments)}
-    rows = [row for row in found if row.segment in s_index and row.variant in runtime.variant_index]
+    rows = [
+        row for row in found if row.segment in s_index and row.variant in snapshot.variant_index
+    ]
     units = np.array([row.units or 0 for row in rows], dtype=float)
     conversions = np.array([row.conversions or 0 for row in rows], dtype=float)
     delay = delay_distribution(
         session=session,
-        runtime=runtime,
+        snapshot=snapshot,
         metric=primary,
         now=now,
         conversions=int(conversions.sum()),
     )
-    youngest, oldest = _age_ranges(session, runtime, rows, now, delay.window_seconds)
+    youngest, oldest = _age_ranges(session, snapshot, rows, now, delay.window_seconds)
     arrived = delay.mean_cdf(youngest, oldest)
     segment = np.array([s_index[row.segment] for row in rows], dtype=int)
-    arm = np.array([runtime.variant_index[row.variant] for row in rows], dtype=int)
+    arm = np.array([snapshot.variant_index[row.variant] for row in rows], dtype=int)
     shares = np.zeros(len(rows))
     for i in np.unique(segment):  # silent units' shares of a failure, from each segment's rate
         mine = segment == i
         shares[mine] = failure_shares(units[mine], conversions[mine], arrived[mine])
-    successes = np.zeros((len(segments), len(runtime.variants)))
+    successes = np.zeros((len(segments), len(snapshot.variants)))
     trials = np.zeros_like(successes)
     effective = np.zeros_like(successes)
     np.add.at(successes, (segment, arm), conversions)
@@ -63,7 +65,7 @@ def arm_counts(
 
 
 def _age_ranges(
-    session: Session, runtime: ExperimentSnapshot, rows: list, now: datetime, window: float
+    session: Session, snapshot: ExperimentSnapshot, rows: list, now: datetime, window: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """(youngest, oldest) age of each arm_stats row's units, in seconds at `now`.
 
@@ -73,7 +75,7 @@ def _age_ranges(
     mean age instead read the rate of a day-long period 10% low while its windows were open
     (delays of mean 12 h). A mean outside its period (a backfill: periods are a sequence, not
     a timeline) leaves the units at their mean age."""
-    begins = period_starts(session=session, experiment_id=runtime.experiment_id)
+    begins = period_starts(session=session, experiment_id=snapshot.experiment_id)
     clock = now.timestamp()
     begins = {number: as_utc(at).timestamp() for number, at in begins.items()}
     units = np.array([row.units or 0 for row in rows], dtype=float)
@@ -88,7 +90,7 @@ def _age_ranges(
 
 
 def delay_distribution(
-    *, session: Session, runtime: ExperimentSnapshot, metric: str, now: datetime, conversions: int
+    *, session: Session, snapshot: ExperimentSnapshot, metric: str, now: datetime, conversions: int
 ) -> DelayDistribution:
     """The metric's delay distribution, fitted from the conversions of a random share of the
     units, about DELAY_SAMPLE conversions of the `conversions` seen so far.
@@ -103,7 +105,7 @@ def delay_distribution(
     """
     sampled = conversion_delays(
         session=session,
-        experiment_id=runtime.experiment_id,
+        experiment_id=snapshot.experiment_id,
         metric=metric,
         share=DELAY_SAMPLE / conversions if conversions > DELAY_SAMPLE else None,
     )
@@ -113,4 +115,4 @@ def delay_distribution(
         if age >= delay:  # seen by `now` (a simulated clock may run behind the events)
             delays.append(delay)
             ages.append(age)
-    return DelayDistribution.fit(delays, ages, runtime.attribution_window_hours * 3600)
+    return DelayDistribution.fit(delays, ages, snapshot.attribution_window_hours * 3600)

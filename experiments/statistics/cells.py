@@ -9,7 +9,7 @@ the few other rows the statistics need, and nothing else does:
   segment or for `all`; `segment_variant_counts` sums them over periods for the PyMC models;
 - the primary metric's rows, the periods' start times and a sample of conversion delays, which
   a bandit's delay-aware counts take (experiments/statistics/bandit_counts.py);
-- a segment's learned prior from the experiment's snapshot (`prior_arms`).
+- a segment's learned prior, as stored with the experiment at its creation (`prior_arms`).
 Nothing here writes, and nothing here compares arms (experiments/statistics/comparisons.py).
 """
 
@@ -152,7 +152,7 @@ def segment_variant_counts(
 
 
 def prior_arms(priors: dict | None, segment: str, variants: list[str]):
-    """(alpha, beta) lists for `variants` in `segment` from a snapshot, or None."""
+    """(alpha, beta) lists for `variants` in `segment` from the learned prior, or None."""
     if not priors:
         return None
     found = priors["segments"].get(segment) or priors["segments"].get(ALL_SEGMENT)

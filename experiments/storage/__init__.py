@@ -9,6 +9,7 @@
   beside their services, in experiments/assignment/store.py and experiments/outcomes/store.py.
 - `arm_stats.py`: the one upsert by which both hot paths add to the arm statistics.
 
-Data flows one way: services hand rows (or a work) to a store, the store to the writer or a
-session, and nothing here calls back up into a service.
+Data flows one way: a service (assignment, outcomes) prepares its rows, reads what it needs
+through its `store.py`, and hands the writer one unit of work, a function of the store that
+runs on the writer's transaction; nothing here imports a service.
 """

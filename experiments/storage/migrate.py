@@ -11,8 +11,8 @@ from experiments.storage.database import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The full-text index of learnings (SQLite: an FTS5 table and its shadow tables; PostgreSQL: a
-# GIN index on an expression): created by migration 0009 in raw DDL, not by the models, so
-# comparisons with the models leave it out.
+# GIN index on an expression): created by migration 0009 in raw DDL, not by the tables of
+# experiments/storage/tables.py, so comparisons with those tables leave it out.
 FTS_PREFIX = "learning_fts"
 
 

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from api import create_app
 from api.assignments.schemas import AssignmentSchema, BatchAnswerSchema
-from api.db import get_database, get_runtime_cache
+from api.db import get_database, get_snapshot_cache
 from api.jsonio import dumps
 from bandits.hashing import bucket
 from experiments import lifecycle
@@ -321,7 +321,7 @@ def test_answers_serialised_straight_are_the_bytes_of_their_schemas_dump(app, cl
         def assign_all():
             return assign_units(
                 database=get_database(),
-                cache=get_runtime_cache(),
+                cache=get_snapshot_cache(),
                 experiment_key="onboarding-nudge",
                 units=units,
                 now=moment,

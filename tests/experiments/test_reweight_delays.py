@@ -62,12 +62,12 @@ def test_young_units_are_partial_failures_and_closed_windows_full_ones(client, k
 
     segments = [OTHER_SEGMENT]
     with database.session() as session:
-        runtime = load_snapshot(session=session, key="renewal-reminder")
+        snapshot = load_snapshot(session=session, key="renewal-reminder")
         young = arm_counts(
-            session=session, runtime=runtime, segments=segments, now=T0 + timedelta(hours=1)
+            session=session, snapshot=snapshot, segments=segments, now=T0 + timedelta(hours=1)
         )
         closed = arm_counts(
-            session=session, runtime=runtime, segments=segments, now=T0 + timedelta(hours=100)
+            session=session, snapshot=snapshot, segments=segments, now=T0 + timedelta(hours=100)
         )
     successes, trials, effective = young
     assert successes.sum() == 40
@@ -106,9 +106,9 @@ def test_the_delay_sample_is_chosen_at_assignment_not_by_conversion_time(databas
         units, now = stored_aa_test(session, "aa", seed=1)
     seen = int(units.seen(units.hours).sum())
     with database.session() as session:
-        runtime = load_snapshot(session=session, key="aa")
+        snapshot = load_snapshot(session=session, key="aa")
         delay = bandit_counts.delay_distribution(
-            session=session, runtime=runtime, metric="renewed", now=now, conversions=seen
+            session=session, snapshot=snapshot, metric="renewed", now=now, conversions=seen
         )
     truth = truncated_exponential_cdf(12.0, mean=12.0, window=72.0)
     # The latest 3,000 conversions (the sample before) gave G(12 h) = 0.15 here.
@@ -139,8 +139,8 @@ def test_an_aa_bandit_weighs_a_lately_favoured_arm_as_the_true_delays_would(data
         with database.session(write=True) as session:
             units, now = stored_aa_test(session, f"aa-{seed}", seed)
         with database.session() as session:
-            runtime = load_snapshot(session=session, key=f"aa-{seed}")
-            weights = reweight.compute_weights(session=session, runtime=runtime, now=now)
+            snapshot = load_snapshot(session=session, key=f"aa-{seed}")
+            weights = reweight.compute_weights(session=session, snapshot=snapshot, now=now)
         favoured.append(weights[OTHER_SEGMENT][FAVOURED])
         oracle.append(oracle_prob_best(units))
     # Sampled by conversion time, the favoured arm's weight was 0.99 in every one of these

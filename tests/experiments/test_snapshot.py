@@ -31,7 +31,7 @@ def queries_of_experiments(database):
 
 @pytest.fixture
 def cached(database):
-    """A running experiment, its runtime cached for a minute."""
+    """A running experiment, its snapshot cached for a minute."""
     with database.session(write=True) as session:
         make_experiment(session, FACTORIAL)
         start_experiment(session=session, key=KEY)
@@ -40,16 +40,16 @@ def cached(database):
 
 
 def test_within_its_ttl_an_entry_is_answered_without_a_query(database, cached):
-    cache, runtime = cached
+    cache, snapshot = cached
     with queries_of_experiments(database) as seen:
-        assert cache.get(database=database, key=KEY) is runtime
+        assert cache.get(database=database, key=KEY) is snapshot
     assert seen == []
 
 
 def test_revalidating_an_unchanged_entry_costs_one_stamp_query(database, cached):
-    cache, runtime = cached
+    cache, snapshot = cached
     with queries_of_experiments(database) as seen:
-        assert cache.get(database=database, key=KEY, revalidate=True) is runtime
+        assert cache.get(database=database, key=KEY, revalidate=True) is snapshot
     assert len(seen) == 1
 
 
