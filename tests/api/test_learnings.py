@@ -3,6 +3,7 @@ verdicts, idempotent republishing, hand-written learnings, every filter, text se
 the pooled evidence across experiments; on SQLite and PostgreSQL."""
 
 import math
+import random
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from analysis.evidence import Study, random_effects
 from api.jsonio import json_response
-from experiments import workflows
+from experiments import lifecycle, workflows
 from experiments.errors import Conflict
 from experiments.learnings.evidence import evidence
 from tests.utils.assignments import assign_batch, start
@@ -85,7 +86,11 @@ def renewal(client, keys, key="renewal-reminder", push_every=3, n=3_200):
     )
 
 
-def test_variant_learnings_from_a_non_factorial_experiment(client, keys):
+def test_variant_learnings_from_a_non_factorial_experiment(client, keys, monkeypatch):
+    # The hash seeds decide the arms' counts, hence the p-values: fixed, so that the test is
+    # the same every run (over random seeds the p-value below exceeds 0.001 in 1.3% of runs).
+    rng = random.Random(20261129)
+    monkeypatch.setattr(lifecycle, "new_seed", lambda: rng.getrandbits(31))
     onboarding(client, keys)
     published = publish(client, keys, "onboarding-nudge")
     # 3 segments (all, newcomers, other) × 3 binary metrics × 1 variant vs control.
