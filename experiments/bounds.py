@@ -25,6 +25,10 @@ import orjson
 # separators other than the plain space, surrogates, private-use and unassigned code points.
 MAX_IDENTIFIER = 200
 IDENTIFIER_RULE = "printable characters only (no control, format or bidi characters)"
+# An identifier of the usual length, as a rule's message says it.
+IDENTIFIER_SPAN = f"1 to {MAX_IDENTIFIER} characters, {IDENTIFIER_RULE}"
+# An assignment id as Kairos stores and answers it; an event may refer to one.
+MAX_ASSIGNMENT_ID = 32
 
 # Keys (of experiments, metrics, segments, factors and their levels): slugs. Variant keys also
 # take the characters of a generated factorial key (`timing=morning,tone=friendly`).
@@ -202,7 +206,7 @@ def check_moment(moment: datetime) -> datetime:
 # One unit of an assignment request: a single request is one unit and its experiment's key
 # (and an admin's `now`); a batch is a list of units.
 UNIT_FIELDS = frozenset({"unit_id", "attributes", "timezone"})
-UNIT_ID_RULE = f"Required: 1 to {MAX_IDENTIFIER} characters, {IDENTIFIER_RULE}."
+UNIT_ID_RULE = f"Required: {IDENTIFIER_SPAN}."
 
 
 def unit_problems(unit) -> dict[str, list[str]]:

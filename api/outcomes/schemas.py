@@ -12,7 +12,6 @@ from api.rules import Batch, Moment, Number, Slug, identifier
 from experiments import bounds
 from experiments.outcomes.ingest import OutcomeEvent
 
-IDENTIFIER_RULE = f"1 to {bounds.MAX_IDENTIFIER} characters, {bounds.IDENTIFIER_RULE}"
 EVENT_FIELDS = {
     "event_id",
     "experiment",
@@ -22,7 +21,6 @@ EVENT_FIELDS = {
     "value",
     "occurred_at",
 }
-MAX_ASSIGNMENT_ID = 32
 
 
 def parse_event(event) -> tuple[OutcomeEvent | None, dict[str, list[str]]]:
@@ -32,7 +30,7 @@ def parse_event(event) -> tuple[OutcomeEvent | None, dict[str, list[str]]]:
     problems: dict[str, list[str]] = {}
     event_id = event.get("event_id")
     if not bounds.is_identifier(event_id):
-        problems["event_id"] = [f"Required: {IDENTIFIER_RULE}."]
+        problems["event_id"] = [f"Required: {bounds.IDENTIFIER_SPAN}."]
     metric = event.get("metric")
     if not bounds.is_slug(metric):
         problems["metric"] = ["Required: a metric key (a slug)."]
@@ -41,12 +39,11 @@ def parse_event(event) -> tuple[OutcomeEvent | None, dict[str, list[str]]]:
         problems["experiment"] = ["Must be an experiment key (a slug)."]
     unit_id = event.get("unit_id")
     if unit_id is not None and not bounds.is_identifier(unit_id):
-        problems["unit_id"] = [f"Must be {IDENTIFIER_RULE}."]
+        problems["unit_id"] = [f"Must be {bounds.IDENTIFIER_SPAN}."]
     assignment_id = event.get("assignment_id")
-    if assignment_id is not None and not bounds.is_identifier(assignment_id, MAX_ASSIGNMENT_ID):
-        problems["assignment_id"] = [
-            f"Must be an assignment id (1 to {MAX_ASSIGNMENT_ID} characters)."
-        ]
+    longest = bounds.MAX_ASSIGNMENT_ID
+    if assignment_id is not None and not bounds.is_identifier(assignment_id, longest):
+        problems["assignment_id"] = [f"Must be an assignment id (1 to {longest} characters)."]
     if assignment_id is None and (experiment is None or unit_id is None):
         problems.setdefault("assignment_id", []).append(
             "Give assignment_id, or experiment and unit_id."
@@ -97,7 +94,7 @@ class OutcomeEventSchema(Schema):
     )
     unit_id = identifier(allow_none=True)
     assignment_id = identifier(
-        MAX_ASSIGNMENT_ID,
+        bounds.MAX_ASSIGNMENT_ID,
         allow_none=True,
         metadata={"description": "as the assignment answered it; null: by experiment and unit_id"},
     )
