@@ -10,22 +10,27 @@ import time
 
 import orjson
 
-from bench.common import SERVER, call, kairos_server, post_bytes, run_together, sqlite_count
+from bench.common import (
+    NEWCOMERS,
+    SERVER,
+    call,
+    experiment,
+    kairos_server,
+    post_bytes,
+    run_together,
+    sqlite_count,
+)
 
 BATCH, CLIENTS, SECONDS = 1_000, 4, 20
 
-EXPERIMENT = {
-    "key": "bench-batch",
-    "name": "Bench: batch assignments",
-    "allocation": "thompson",
-    "factors": {"timing": ["morning", "evening"], "channel": ["email", "push"]},
-    "control": "timing=morning,channel=email",
-    "segments": [
-        {"key": "newcomers", "rule": {"attribute": "days_since_signup", "op": "lt", "value": 14}}
-    ],
-    "metrics": [{"key": "activated", "role": "primary"}],
-    "holdout": 0.05,
-}
+EXPERIMENT = experiment(
+    "bench-batch",
+    "batch assignments",
+    allocation="thompson",
+    segments=NEWCOMERS,
+    metrics=[{"key": "activated", "role": "primary"}],
+    holdout=0.05,
+)
 
 
 def client(base: str, token: str, worker: int, deadline: float, results: list) -> None:

@@ -16,21 +16,26 @@ import random
 import tempfile
 import time
 
-from bench.common import SERVER, assign_all, call, kairos_server, outcome, report_outcomes, row
+from bench.common import (
+    SERVER,
+    assign_all,
+    call,
+    cohorts,
+    experiment,
+    kairos_server,
+    outcome,
+    report_outcomes,
+    row,
+)
 
 SEGMENTS, PER_SEGMENT, TARGET_SECONDS = 19, 1_200, 60.0  # 19 + `other` = 20 segments
 
-EXPERIMENT = {
-    "key": "bench-hierarchical",
-    "name": "Bench: hierarchical job",
-    "factors": {"timing": ["morning", "evening"], "channel": ["email", "push"]},
-    "control": "timing=morning,channel=email",
-    "segments": [
-        {"key": f"cohort-{i}", "rule": {"attribute": "cohort", "op": "eq", "value": i}}
-        for i in range(SEGMENTS)
-    ],
-    "metrics": [{"key": "activated", "role": "primary"}],
-}
+EXPERIMENT = experiment(
+    "bench-hierarchical",
+    "hierarchical job",
+    segments=cohorts(SEGMENTS),
+    metrics=[{"key": "activated", "role": "primary"}],
+)
 
 
 def fill(base: str, token: str) -> int:

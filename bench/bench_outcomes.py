@@ -11,24 +11,30 @@ import subprocess
 
 import orjson
 
-from bench.common import BIN, SERVER, call, kairos_server, post_bytes, run_together, sqlite_count
+from bench.common import (
+    BIN,
+    NEWCOMERS,
+    SERVER,
+    call,
+    experiment,
+    kairos_server,
+    post_bytes,
+    run_together,
+    sqlite_count,
+)
 
 UNITS, EVENTS_PER_UNIT, BATCH, CLIENTS, DUPLICATE_SHARE = 60_000, 4, 1_000, 4, 0.10
 
-EXPERIMENT = {
-    "key": "bench-outcomes",
-    "name": "Bench: outcome ingestion",
-    "factors": {"timing": ["morning", "evening"], "channel": ["email", "push"]},
-    "control": "timing=morning,channel=email",
-    "segments": [
-        {"key": "newcomers", "rule": {"attribute": "days_since_signup", "op": "lt", "value": 14}}
-    ],
-    "metrics": [
+EXPERIMENT = experiment(
+    "bench-outcomes",
+    "outcome ingestion",
+    segments=NEWCOMERS,
+    metrics=[
         {"key": "activated", "role": "primary"},
         {"key": "revenue", "type": "continuous", "role": "secondary"},
     ],
-    "holdout": 0.05,
-}
+    holdout=0.05,
+)
 
 
 def post(base: str, token: str, path: str, body: bytes) -> dict:

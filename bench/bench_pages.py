@@ -22,31 +22,36 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from bench.common import SERVER, call, kairos_server, median, outcome, row
+from bench.common import (
+    GUARDED,
+    SERVER,
+    call,
+    cohorts,
+    experiment,
+    kairos_server,
+    median,
+    outcome,
+    row,
+)
 
 SEGMENTS, HOURS, UNITS_PER_HOUR, CALLS, TARGET_MS = 9, 8, 2000, 30, 500.0  # 9 + `other`
 BANDIT_HOURS, BANDIT_UNITS_PER_HOUR, BANDIT_CALLS = 4, 1000, 5
 START = datetime(2026, 11, 29, 6, tzinfo=UTC)
 
-EXPERIMENT = {
-    "key": "bench-pages",
-    "name": "Bench: the experiment page",
-    "allocation": "fixed",
-    "factors": {
+EXPERIMENT = experiment(
+    "bench-pages",
+    "the experiment page",
+    allocation="fixed",
+    factors={
         "timing": ["morning", "evening"],
         "tone": ["friendly", "urgent"],
         "channel": ["email", "push"],
     },
-    "segments": [
-        {"key": f"cohort-{i}", "rule": {"attribute": "cohort", "op": "eq", "value": i}}
-        for i in range(SEGMENTS)
-    ],
-    "metrics": [
-        {"key": "activated", "role": "primary"},
-        {"key": "unsubscribed", "role": "guardrail", "margin": 0.002},
-    ],
-    "holdout": 0.05,
-}
+    control="timing=morning,tone=friendly,channel=email",
+    segments=cohorts(SEGMENTS),
+    metrics=GUARDED,
+    holdout=0.05,
+)
 BANDIT = {
     **EXPERIMENT,
     "key": "bench-pages-bandit",

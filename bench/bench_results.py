@@ -15,9 +15,12 @@ from urllib.parse import urlparse
 import orjson
 
 from bench.common import (
+    GUARDED,
     SERVER,
     assign_all,
     call,
+    cohorts,
+    experiment,
     kairos_server,
     median,
     outcome,
@@ -27,21 +30,13 @@ from bench.common import (
 
 SEGMENTS, UNITS_PER_SEGMENT, CALLS, TARGET_MS = 49, 400, 30, 300.0  # 49 + `other` = 50
 
-EXPERIMENT = {
-    "key": "bench-results",
-    "name": "Bench: results for 50 segments",
-    "factors": {"timing": ["morning", "evening"], "channel": ["email", "push"]},
-    "control": "timing=morning,channel=email",
-    "segments": [
-        {"key": f"cohort-{i}", "rule": {"attribute": "cohort", "op": "eq", "value": i}}
-        for i in range(SEGMENTS)
-    ],
-    "metrics": [
-        {"key": "activated", "role": "primary"},
-        {"key": "unsubscribed", "role": "guardrail", "margin": 0.002},
-    ],
-    "holdout": 0.05,
-}
+EXPERIMENT = experiment(
+    "bench-results",
+    "results for 50 segments",
+    segments=cohorts(SEGMENTS),
+    metrics=GUARDED,
+    holdout=0.05,
+)
 
 
 def timed_get(base: str, token: str, path: str) -> tuple[float, bytes]:

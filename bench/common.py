@@ -23,6 +23,37 @@ WORKERS = int(os.environ.get("KAIROS_BENCH_WORKERS", 2))
 THREADS = int(os.environ.get("KAIROS_BENCH_THREADS", 4))
 
 
+CHANNEL = {"channel": ["email", "push"]}
+TIMING_BY_CHANNEL = {"timing": ["morning", "evening"], **CHANNEL}
+NEWCOMERS = [
+    {"key": "newcomers", "rule": {"attribute": "days_since_signup", "op": "lt", "value": 14}}
+]
+GUARDED = [
+    {"key": "activated", "role": "primary"},
+    {"key": "unsubscribed", "role": "guardrail", "margin": 0.002},
+]
+
+
+def cohorts(n: int) -> list[dict]:
+    """n segments `cohort-0`…, by the unit's attribute `cohort` (units of no cohort: `other`)."""
+    return [
+        {"key": f"cohort-{i}", "rule": {"attribute": "cohort", "op": "eq", "value": i}}
+        for i in range(n)
+    ]
+
+
+def experiment(key: str, name: str, **fields) -> dict:
+    """A benchmark's experiment: timing × channel, morning email the control, unless `fields`
+    say otherwise."""
+    return {
+        "key": key,
+        "name": f"Bench: {name}",
+        "factors": TIMING_BY_CHANNEL,
+        "control": "timing=morning,channel=email",
+        **fields,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

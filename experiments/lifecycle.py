@@ -1,6 +1,7 @@
 """Creating experiments and moving them through draft → running ⇄ paused → concluded."""
 
 import secrets
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -22,9 +23,31 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 }
 
 
+# The experiment row's columns that store the spec's field of the same name as it is.
+STORED_AS_SPECIFIED = (
+    "key",
+    "name",
+    "hypothesis",
+    "allocation",
+    "stickiness",
+    "control",
+    "attribution_window_hours",
+    "holdout",
+    "timezone",
+    "relative_threshold_of_caring",
+    "threshold_of_caring",
+    "prior",
+    "prior_units",
+)
+
+# Where hash seeds come from: the system's randomness (the test suite swaps in a seeded
+# generator per test, so that which unit lands in which arm is the same every run).
+SEEDS = secrets.SystemRandom()
+
+
 def new_seed() -> int:
     """A fresh 31-bit hash seed (stored, so every node buckets with the same one)."""
-    return secrets.randbits(31)
+    return SEEDS.getrandbits(31)
 
 
 def create_experiment(
@@ -36,26 +59,12 @@ def create_experiment(
     if session.exec(select(Experiment.id).where(Experiment.key == spec.key)).first():
         raise Conflict(f"An experiment with key '{spec.key}' already exists.")
     experiment = Experiment(
-        key=spec.key,
-        name=spec.name,
-        hypothesis=spec.hypothesis,
-        allocation=spec.allocation,
-        stickiness=spec.stickiness,
-        control=spec.control,
+        **{name: getattr(spec, name) for name in STORED_AS_SPECIFIED},
+        **asdict(spec.bandit),
         factors=[[name, list(levels)] for name, levels in spec.factors],
-        attribution_window_hours=spec.attribution_window_hours,
-        holdout=spec.holdout,
         holdout_seed=new_seed(),
         quiet_hours_start=spec.quiet_hours.start if spec.quiet_hours else None,
         quiet_hours_end=spec.quiet_hours.end if spec.quiet_hours else None,
-        timezone=spec.timezone,
-        update_every_seconds=spec.bandit.update_every_seconds,
-        min_weight=spec.bandit.min_weight,
-        min_units_per_arm=spec.bandit.min_units_per_arm,
-        relative_threshold_of_caring=spec.relative_threshold_of_caring,
-        threshold_of_caring=spec.threshold_of_caring,
-        prior=spec.prior,
-        prior_units=spec.prior_units,
         created_at=now,
         updated_at=now,
         variants=[

@@ -80,6 +80,25 @@ class ExperimentSnapshot:
         return self.variants[self.variant_index[key]]
 
 
+# The snapshot's fields that are the experiment row's own, as stored.
+AS_STORED = (
+    "key",
+    "status",
+    "allocation",
+    "stickiness",
+    "control",
+    "winner",
+    "holdout",
+    "holdout_seed",
+    "timezone",
+    "update_every_seconds",
+    "min_weight",
+    "min_units_per_arm",
+    "next_reweight_at",
+    "attribution_window_hours",
+)
+
+
 def load_snapshot(*, session: Session, key: str) -> ExperimentSnapshot:
     experiment = get_experiment(session=session, key=key)
     period = None
@@ -112,26 +131,13 @@ def build_snapshot(experiment: Experiment, period: AllocationPeriod | None) -> E
         quiet = QuietHours(experiment.quiet_hours_start, experiment.quiet_hours_end)
     return ExperimentSnapshot(
         experiment_id=experiment.id,
-        key=experiment.key,
-        status=experiment.status,
-        allocation=experiment.allocation,
-        stickiness=experiment.stickiness,
-        control=experiment.control,
-        winner=experiment.winner,
-        holdout=experiment.holdout,
-        holdout_seed=experiment.holdout_seed,
+        **{name: getattr(experiment, name) for name in AS_STORED},
         quiet_hours=quiet,
-        timezone=experiment.timezone,
-        update_every_seconds=experiment.update_every_seconds,
-        min_weight=experiment.min_weight,
-        min_units_per_arm=experiment.min_units_per_arm,
-        next_reweight_at=experiment.next_reweight_at,
         variants=variants,
         variant_index=index,
         segment_rules=tuple((s.key, prepared(s.rule)) for s in experiment.segments),
         metrics=tuple(m.key for m in experiment.metrics),
         metric_types={m.key: m.type for m in experiment.metrics},
-        attribution_window_hours=experiment.attribution_window_hours,
         period=period.number if period else 0,
         period_seed=period.seed if period else 0,
         period_started_at=as_utc(period.started_at) if period else None,
