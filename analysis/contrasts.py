@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from analysis.stratified import stratified_draws
+from analysis.stratified import Lattice, stratified_draws, stratified_posteriors
 from analysis.summary import INTERVAL, Interval, Prior
 
 FLAT_PRIOR = Prior()
@@ -79,17 +79,25 @@ def variant_log_ratios(
     control: int,
     stratify: bool,
     prior: Prior = FLAT_PRIOR,
-    rng: np.random.Generator,
 ) -> list[LogRatio | None]:
     """Each arm's log(p / p_control) (None for the control): exact for the pooled Beta
     posteriors (log p has mean ψ(α) − ψ(α + β) and variance ψ′(α) − ψ′(α + β)), else from
-    stratified draws (`rate_draws`)."""
+    exact stratified posteriors (`stratified_posteriors`: the moments of log p summed over
+    each arm's lattice), None where a rate is indistinguishable from zero."""
     units = np.atleast_2d(np.asarray(units, dtype=float))
     conversions = np.atleast_2d(np.asarray(conversions, dtype=float))
     arms = range(units.shape[1])
     if stratify and np.count_nonzero(units.sum(axis=1)) > 1:
-        draws = rate_draws(units, conversions, stratify=True, rng=rng)
-        return [None if i == control else log_ratio(draws, [i], [control]) for i in arms]
+        moments = [_log_moments(lattice) for lattice in stratified_posteriors(units, conversions)]
+        if moments[control] is None:
+            return [None for _ in arms]
+        (mean0, variance0) = moments[control]
+        return [
+            None
+            if i == control or moments[i] is None
+            else LogRatio(moments[i][0] - mean0, float(np.sqrt(moments[i][1] + variance0)))
+            for i in arms
+        ]
     n, c = units.sum(axis=0), conversions.sum(axis=0)
     alpha = np.broadcast_to(prior.alpha, n.shape) + c
     beta = np.broadcast_to(prior.beta, n.shape) + n - c
@@ -102,6 +110,17 @@ def variant_log_ratios(
         )
         for i in arms
     ]
+
+
+def _log_moments(lattice: Lattice) -> tuple[float, float] | None:
+    """Mean and variance of log p on a lattice; None where p is indistinguishable from 0."""
+    if float(lattice.cdf(1e-12)) > VANISHING_SHARE:
+        return None
+    positive = lattice.points > 0
+    mass = lattice.mass[positive] / lattice.mass[positive].sum()
+    logs = np.log(lattice.points[positive])
+    mean = float(np.dot(mass, logs))
+    return mean, float(np.dot(mass, (logs - mean) ** 2))
 
 
 def beta_log_moments(alpha, beta) -> tuple[np.ndarray, np.ndarray]:

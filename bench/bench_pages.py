@@ -8,11 +8,10 @@ the holdout), the posterior densities and the units over time, with every result
 The baseline is the JSON the page is built on, GET /v1/experiments/{key}/results, timed in
 the same run: the page's own cost is the difference.
 
-The same design as a bandit reweighted every hour (4 allocation periods, 4,000 units) is
-timed too, without a target: its results compare arms within periods by Monte-Carlo strata
-(analysis/stratified.py), which take seconds for 10 segments × 8 variants on these machines,
-so the page (which adds the bandit's weights per segment over periods: 10 more plots) costs
-what its results cost.
+The same design as a bandit reweighted every hour (4 allocation periods, 4,000 units) is held
+to the same target: its results compare arms within periods (analysis/stratified.py, each
+arm's exact stratified posterior on a lattice; 12.5 s for this page when they were drawn by
+Monte Carlo), and the page adds the bandit's weights per segment over periods (10 more plots).
 """
 
 import random
@@ -35,7 +34,7 @@ from bench.common import (
 )
 
 SEGMENTS, HOURS, UNITS_PER_HOUR, CALLS, TARGET_MS = 9, 8, 2000, 30, 500.0  # 9 + `other`
-BANDIT_HOURS, BANDIT_UNITS_PER_HOUR, BANDIT_CALLS = 4, 1000, 5
+BANDIT_HOURS, BANDIT_UNITS_PER_HOUR, BANDIT_CALLS = 4, 1000, 15
 START = datetime(2026, 11, 29, 6, tzinfo=UTC)
 
 EXPERIMENT = experiment(
@@ -159,5 +158,5 @@ def main() -> bool:
     print(timings("fixed: baseline GET …/results (its data)", baseline))
     print(timings("bandit: GET /ui/experiments/{key}", bandit_pages))
     print(timings("bandit: baseline GET …/results", bandit_baseline))
-    print(f"target: fixed split, median < {TARGET_MS:.0f} ms")
-    return median(pages) < TARGET_MS
+    print(f"target: median < {TARGET_MS:.0f} ms, fixed split and bandit")
+    return median(pages) < TARGET_MS and median(bandit_pages) < TARGET_MS

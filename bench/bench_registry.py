@@ -155,7 +155,7 @@ def evidence(rng, rate):
             _, arm = summarize_binary(units, counts, control=0)
             se = (math.log1p(arm.lift.high) - math.log1p(arm.lift.low)) / (2 * Z)
             old.append(Study(str(i), math.log1p(arm.lift.mean), se))
-            _, theta = variant_log_ratios([units], [counts], control=0, stratify=False, rng=rng)
+            _, theta = variant_log_ratios([units], [counts], control=0, stratify=False)
             new.append(Study(str(i), theta.mean, theta.sd))
         for name, studies in zip(found, (old, new), strict=True):
             pooled = random_effects(studies)

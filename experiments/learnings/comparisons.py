@@ -83,7 +83,6 @@ def from_conjugate(
             control=control,
             stratify=stratum.stratified,
             prior=stratum.prior,
-            rng=rng,
         )
         for i in range(layout.variants):
             if i == control:

@@ -64,7 +64,6 @@ def analyse_segment(
             higher_is_better=metric.higher_is_better,
             guardrail=guardrail,
             stratify=stratify,
-            rng=np.random.default_rng(comparison_seed(segment, metric.key)),
         )
     else:
         summaries = summarize_continuous(

@@ -109,9 +109,7 @@ def test_aa_experiments_pool_to_no_effect_on_the_log_ratio():
         for i, (c0, c1) in enumerate(registry):
             if c0 == 0:  # no lift mean: left out, as the evidence query does
                 continue
-            _, theta = variant_log_ratios(
-                [[2_000, 2_000]], [[c0, c1]], control=0, stratify=False, rng=rng
-            )
+            _, theta = variant_log_ratios([[2_000, 2_000]], [[c0, c1]], control=0, stratify=False)
             studies.append(Study(str(i), theta.mean, theta.sd))
             mean = (1 + c1) / 2_002 * 2_001 / c0 - 1  # E[p1]·E[1/p0] − 1, Beta(1, 1) priors
             biased.append(Study(str(i), math.log1p(mean), theta.sd))
