@@ -39,7 +39,7 @@ class KairosApi(Api):
     ERROR_SCHEMA = errors.ErrorSchema
 
     def handle_http_exception(self, error):
-        return errors.handle_http_exception(error)
+        return pages.page_error(error) or errors.handle_http_exception(error)
 
 
 def create_app(config: Mapping | None = None) -> Flask:

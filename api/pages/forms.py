@@ -105,11 +105,17 @@ def to_body(form) -> tuple[dict, dict[str, list[str]]]:
         body["factors"] = factors
 
     variants = form.get("variants", "").strip()
-    if variants:
+    if variants.startswith("["):  # the API's own JSON list, pasted
         try:
             body["variants"] = json.loads(variants)
         except ValueError as error:
             cannot("variants", f"Not valid JSON: {error}.")
+    elif variants:
+        body["variants"] = [
+            variant
+            for n, line in _lines(variants)
+            if (variant := _variant(n, line, lambda message: cannot("variants", message)))
+        ]
 
     segments = []
     for n, line in _lines(form.get("segments", "")):
@@ -152,6 +158,35 @@ def to_body(form) -> tuple[dict, dict[str, list[str]]]:
     if bandit:
         body["bandit"] = bandit
     return body, unreadable
+
+
+def _variant(n: int, line: str, cannot) -> dict | None:
+    """One line of the variants field: 'key [factor=level …] [weight=share] [{payload JSON}]'."""
+    head, brace, payload = line.partition("{")
+    words = head.split()
+    if not words or "=" in words[0]:
+        cannot(f"Line {n}: write 'key [factor=level …] [weight=share] [{{payload}}]'.")
+        return None
+    variant: dict = {"key": words[0]}
+    factors = {}
+    for word in words[1:]:
+        name, equals, value = word.partition("=")
+        if not equals or not name or not value:
+            cannot(f"Line {n}: '{word}' is not 'factor=level' or 'weight=share'.")
+            return None
+        if name == "weight":
+            variant["weight"] = number(value)
+        else:
+            factors[name] = value
+    if factors:
+        variant["factors"] = factors
+    if brace:
+        try:
+            variant["payload"] = json.loads(brace + payload)
+        except ValueError as error:
+            cannot(f"Line {n}: the payload is not a JSON object ({error}).")
+            return None
+    return variant
 
 
 def check(form) -> Checked:

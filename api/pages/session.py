@@ -17,13 +17,18 @@ COOKIE = "kairos_ui"
 CSRF_FIELD = "csrf_token"
 
 
+def is_page(path: str) -> bool:
+    """Whether a path is the pages' (under /ui), matched to a view or not."""
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
 class PagesOnlySessions(SecureCookieSessionInterface):
     """Flask's signed cookie session for requests under /ui; none (a null session) elsewhere."""
 
     salt = "kairos-pages-session"
 
     def _mine(self, request) -> bool:
-        return request.path == PREFIX or request.path.startswith(PREFIX + "/")
+        return is_page(request.path)
 
     def open_session(self, app, request):
         if not self._mine(request):

@@ -273,6 +273,18 @@ def test_an_unknown_experiment_is_a_404_page(signed_in):
     assert "No experiment with key" in response.text and "<html" in response.text
 
 
+@pytest.mark.parametrize("path", ["/ui/nope", "/ui/experiments/x/y/z", "/ui/learnings/1/2"])
+def test_a_url_no_page_matches_is_a_404_page_and_the_api_stays_json(signed_in, client, path):
+    response = signed_in("read").get(path)
+    assert response.status_code == 404
+    assert response.content_type.startswith("text/html")
+    assert "There is nothing here." in response.text
+    assert client.delete("/ui/login").content_type.startswith("text/html")
+    for elsewhere in ("/v1/nope", "/uix"):
+        answer = client.get(elsewhere)
+        assert answer.status_code == 404 and answer.json["code"] == 404
+
+
 def test_a_bandit_page_shows_its_weights_per_segment_over_periods(signed_in, client, keys):
     body = experiment_body(FACTORIAL, bandit={"min_units_per_arm": 5})
     start(client, keys, body)
@@ -377,6 +389,21 @@ def test_the_form_creates_the_factorial_as_the_api_would(signed_in, client, keys
     )
 
 
+def test_variants_are_listed_one_a_line_with_factors_weight_and_payload(signed_in, client, keys):
+    variants = (
+        "morning-email timing=morning channel=email weight=0.4\n"
+        'evening-push timing=evening channel=push weight=0.6 {"send": {"local_hour": 19}}\n'
+    )
+    response = post_form(signed_in("manage"), action="create", factors="", variants=variants)
+    assert response.status_code == 302, response.text
+    stored = client.get("/v1/experiments/winback", headers=keys["read"]).json
+    assert [(v["key"], v["factors"], v["payload"]) for v in stored["variants"]] == [
+        ("morning-email", {"timing": "morning", "channel": "email"}, {}),
+        ("evening-push", {"timing": "evening", "channel": "push"}, {"send": {"local_hour": 19}}),
+    ]
+    assert [v["weight"] for v in stored["variants"]] == pytest.approx([0.4, 0.6])
+
+
 def test_the_preview_lists_the_generated_variants_and_stores_nothing(signed_in, client, keys):
     response = post_form(signed_in("manage"), action="preview")
     assert response.status_code == 200
@@ -400,6 +427,10 @@ def test_the_preview_lists_the_generated_variants_and_stores_nothing(signed_in, 
         ({"control": "nope"}, "control", "&#39;nope&#39; is not one of the variants"),
         ({"timezone": "Mars/Olympus"}, "timezone", "Unknown time zone"),
         ({"variants": "[{"}, "variants", "Not valid JSON"),
+        ({"variants": "a\nb timing"}, "variants", "Line 2: &#39;timing&#39; is not"),
+        ({"variants": "a {nope"}, "variants", "Line 1: the payload is not a JSON object"),
+        ({"variants": "a weight=heavy\nb"}, "variants", "Line 1 (weight): Not a valid number"),
+        ({"variants": "a\na"}, "variants", "Duplicate"),
     ],
 )
 def test_errors_are_shown_beside_their_field(signed_in, client, keys, changes, field, message):
