@@ -42,7 +42,7 @@ def bandit(rng, stratify: bool) -> tuple[float, float]:
         conversions = rng.binomial(units, base[:, None] * effect)
         shares = units.sum(axis=1) / units.sum()
         truth = (shares[:, None] * base[:, None] * effect).sum(axis=0)
-        control, arm = summarize_binary(units, conversions, control=0, stratify=stratify, rng=rng)
+        control, arm = summarize_binary(units, conversions, control=0, stratify=stratify)
         rate_hits += control.rate.low <= truth[0] <= control.rate.high
         lift_hits += arm.lift.low <= truth[1] / truth[0] - 1 <= arm.lift.high
     return rate_hits / EXPERIMENTS, lift_hits / EXPERIMENTS
