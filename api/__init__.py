@@ -37,6 +37,8 @@ class KairosApi(Api):
     """flask-smorest's Api with Kairos's one error shape."""
 
     ERROR_SCHEMA = errors.ErrorSchema
+    # Each operation lists its own refusals (api/blueprint.py), none falls back on "default".
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def handle_http_exception(self, error):
         return pages.page_error(error) or errors.handle_http_exception(error)

@@ -5,6 +5,8 @@ parsed.
 A body that parses but breaks a field's rule is a 422, from the schema that states the rule.
 """
 
+from http import HTTPStatus
+
 import flask_smorest
 import orjson
 from flask import Request, request
@@ -14,6 +16,7 @@ from gunicorn.http.errors import NoMoreData, ParseException
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
+from api.pages.session import is_page
 from experiments import bounds
 
 INVALID_JSON = "The body is not valid JSON ({error})."
@@ -27,8 +30,9 @@ def has_body(req: Request) -> bool:
 def refuse_bodies_that_are_not_json() -> None:
     """Run before every request: a body sent as anything but JSON is a 415, whatever the route
     (a view that reads no body would otherwise ignore it silently). The pages (/ui) take
-    HTML forms instead."""
-    if request.blueprint == "pages":
+    HTML forms instead, on whatever path under /ui (one no page matches is the pages' 404 or
+    405, not a 415)."""
+    if is_page(request.path):
         return
     if has_body(request) and not request.is_json:
         abort(415)
@@ -83,3 +87,26 @@ class Blueprint(flask_smorest.Blueprint):
             "description": "Pagination metadata, as a JSON object",
             "content": {"application/json": {"schema": PaginationMetadataSchema}},
         }
+
+    def register_views_in_doc(self, api, app, spec, *, name, parameters):
+        """Every operation documents the refusals it can answer, by what it takes: 404 where
+        its path names a resource, 400 and 413 where it reads a body, 415 and 503 everywhere (a
+        body that is not JSON; the database busy or unreachable). 401 and 403 come with
+        `requires`, 422 with the arguments, 409 with `alt_response` on the views that change a
+        state; there is no catch-all "default", so an answer the document does not list is a
+        bug the generated tests find (tests/api/test_openapi_properties.py)."""
+        for endpoint, operations in self._docs.items():
+            rule = next(app.url_map.iter_rules(f"{name}.{endpoint}"))
+            for method, operation in operations.items():
+                if method == "parameters":
+                    continue
+                codes = [415, 503]
+                if rule.arguments:
+                    codes.append(404)
+                arguments = operation.get("arguments", {}).get("parameters", [])
+                if any(argument["in"] == "json" for argument in arguments):
+                    codes += [400, 413]
+                responses = operation.setdefault("manual_doc", {}).setdefault("responses", {})
+                for code in codes:
+                    responses.setdefault(code, HTTPStatus(code).name)
+        super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)

@@ -37,11 +37,19 @@ def _assign(body: dict, units: list[UnitRequest]) -> list[AssignmentAnswer]:
     )
 
 
+NOT_RUNNING = (
+    "The experiment is a draft or paused: it assigns only while running (concluded, it answers "
+    "with its winner)."
+)
+
+
 @blp.route("")
 class Assignments(MethodView):
     @requires("assign")
     @blp.arguments(AssignmentRequestSchema())
     @blp.response(200, AssignmentSchema)
+    @blp.alt_response(404, description="No experiment with this key.")
+    @blp.alt_response(409, description=NOT_RUNNING)
     def post(self, body):
         """Assign one unit (sticky and deterministic)"""
         unit = UnitRequest(body["unit_id"], body.get("attributes"), body.get("timezone"))
@@ -54,6 +62,8 @@ class AssignmentBatch(MethodView):
     @requires("assign")
     @blp.arguments(BatchRequestSchema())
     @blp.response(200, BatchAnswerSchema)
+    @blp.alt_response(404, description="No experiment with this key.")
+    @blp.alt_response(409, description=NOT_RUNNING)
     def post(self, body):
         """Assign up to 10,000 units; answers in request order"""
         return json_response({"assignments": _assign(body, body["units"])})

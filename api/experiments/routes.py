@@ -27,11 +27,13 @@ blp = Blueprint(
 )
 
 
-def action(body_schema, answer=ExperimentSchema):
+def action(body_schema, refused: str, answer=ExperimentSchema):
     """An action on one experiment: a manager's, with an optional body (no body is no
-    fields), answering 200 with `answer` (the experiment as the action left it)."""
+    fields), answering 200 with `answer` (the experiment as the action left it), or 409 when
+    the experiment's state does not allow it (`refused` says when)."""
 
     def decorate(post):
+        post = blp.alt_response(409, description=f"{refused}; nothing changed.")(post)
         post = blp.response(200, answer)(post)
         post = blp.arguments(body_schema, required=False)(post)
         return requires("manage")(post)
@@ -60,6 +62,7 @@ class Experiments(MethodView):
     @requires("manage")
     @blp.arguments(ExperimentInSchema())
     @blp.response(201, ExperimentSchema)
+    @blp.alt_response(409, description="An experiment with this key already exists.")
     def post(self, body):
         """Create an experiment, as a draft (with `"prior": "learnings"`, its prior is the
         registry's evidence as it stands now)"""
@@ -77,7 +80,7 @@ class ExperimentByKey(MethodView):
 
 @blp.route("/<key:key>/start")
 class StartExperiment(MethodView):
-    @action(NoFieldsSchema())
+    @action(NoFieldsSchema(), refused="Neither a draft nor paused")
     def post(self, _body, key):
         """Start a draft experiment, or resume a paused one (409 otherwise)"""
         return workflows.start(session=get_session(), cache=get_snapshot_cache(), key=key)
@@ -85,7 +88,7 @@ class StartExperiment(MethodView):
 
 @blp.route("/<key:key>/pause")
 class PauseExperiment(MethodView):
-    @action(NoFieldsSchema())
+    @action(NoFieldsSchema(), refused="Not running")
     def post(self, _body, key):
         """Pause a running experiment: assignments answer 409 until it is resumed"""
         return workflows.pause(session=get_session(), cache=get_snapshot_cache(), key=key)
@@ -93,7 +96,7 @@ class PauseExperiment(MethodView):
 
 @blp.route("/<key:key>/conclude")
 class ConcludeExperiment(MethodView):
-    @action(ConcludeSchema())
+    @action(ConcludeSchema(), refused="Neither running nor paused")
     def post(self, body, key):
         """Conclude a running or paused experiment (every unit gets the winner from now on) and
         publish its learnings"""
@@ -104,11 +107,11 @@ class ConcludeExperiment(MethodView):
 
 @blp.route("/<key:key>/reweight")
 class ReweightExperiment(MethodView):
-    @action(ReweightSchema(), answer=PeriodSchema)
-    @blp.alt_response(
-        409,
-        description="Not a running Thompson-sampling experiment, too few units per arm, or a "
-        "`now` before the previous reweight; nothing changed.",
+    @action(
+        ReweightSchema(),
+        refused="Not a running Thompson-sampling experiment, too few units per arm, or a `now` "
+        "before the previous reweight",
+        answer=PeriodSchema,
     )
     def post(self, body, key):
         """Reweight a Thompson-sampling experiment now: opens its next allocation period"""

@@ -30,6 +30,7 @@ class PublishLearnings(MethodView):
     @requires("manage")
     @blp.arguments(PublishSchema(), required=False)
     @blp.response(201, LearningSchema(many=True))
+    @blp.alt_response(409, description="Another publication of it ran at the same time; retry.")
     def post(self, body, key):
         """Publish the experiment's learnings from its latest results (replaces earlier ones)"""
         thresholds = Thresholds(
@@ -68,6 +69,7 @@ class Learnings(MethodView):
     @requires("manage")
     @blp.arguments(ManualLearningSchema())
     @blp.response(201, LearningSchema)
+    @blp.alt_response(404, description="The experiment it names does not exist.")
     def post(self, body):
         """Add a hand-written learning (research, an interview), with tags and links"""
         lift = body.pop("lift", None)
