@@ -4,9 +4,9 @@ the fields. The form only translates layout (one factor, segment or metric a lin
 about what is valid is the schema's or the spec's.
 """
 
-import json
 from dataclasses import dataclass, field
 
+import orjson
 from marshmallow import ValidationError
 
 from api.errors import flatten_errors
@@ -14,6 +14,7 @@ from api.experiments.schemas import ExperimentInSchema
 from experiments.errors import InvalidSpec
 from experiments.spec import ExperimentSpec
 
+AREAS = ("factors", "variants", "segments", "metrics")
 TEXT_FIELDS = ("key", "name", "hypothesis", "allocation", "stickiness", "control", "timezone")
 TEXT_FIELDS += ("prior",)
 NUMBER_FIELDS = ("attribution_window_hours", "holdout", "threshold_of_caring", "prior_units")
@@ -73,8 +74,25 @@ def scalar(text: str):
     return value
 
 
+# Lines a text area is read to: beyond any list the API takes (its own limits, far lower, are
+# the schema's to state), and few enough that a pasted million lines is refused at once.
+MAX_LINES = 1_000
+
+
+class TooManyLines(ValueError):
+    pass
+
+
 def _lines(text: str) -> list[tuple[int, str]]:
-    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    lines = text.splitlines()
+    if len(lines) > MAX_LINES:
+        raise TooManyLines(f"At most {MAX_LINES:,} lines.")
+    return [(i, line.strip()) for i, line in enumerate(lines, 1) if line.strip()]
+
+
+def _json(text: str):
+    """JSON as the API reads a body (orjson: no lone surrogates, nesting bounded)."""
+    return orjson.loads(text)
 
 
 def to_body(form) -> tuple[dict, dict[str, list[str]]]:
@@ -84,6 +102,14 @@ def to_body(form) -> tuple[dict, dict[str, list[str]]]:
 
     def cannot(name: str, message: str) -> None:
         unreadable.setdefault(name, []).append(message)
+
+    for name in AREAS:
+        try:
+            _lines(form.get(name, ""))
+        except TooManyLines as error:
+            cannot(name, str(error))
+    if unreadable:
+        return body, unreadable
 
     for name in TEXT_FIELDS:
         value = form.get(name, "").strip()
@@ -100,6 +126,9 @@ def to_body(form) -> tuple[dict, dict[str, list[str]]]:
         if not colon:
             cannot("factors", f"Line {n}: write 'factor: level, level'.")
             continue
+        if name.strip() in factors:
+            cannot("factors", f"Line {n}: the factor '{name.strip()}' is listed twice.")
+            continue
         factors[name.strip()] = [x.strip() for x in levels.split(",") if x.strip()]
     if factors:
         body["factors"] = factors
@@ -107,8 +136,8 @@ def to_body(form) -> tuple[dict, dict[str, list[str]]]:
     variants = form.get("variants", "").strip()
     if variants.startswith("["):  # the API's own JSON list, pasted
         try:
-            body["variants"] = json.loads(variants)
-        except ValueError as error:
+            body["variants"] = _json(variants)
+        except orjson.JSONDecodeError as error:
             cannot("variants", f"Not valid JSON: {error}.")
     elif variants:
         body["variants"] = [
@@ -176,14 +205,17 @@ def _variant(n: int, line: str, cannot) -> dict | None:
             return None
         if name == "weight":
             variant["weight"] = number(value)
+        elif name in factors:
+            cannot(f"Line {n}: the factor '{name}' is given twice.")
+            return None
         else:
             factors[name] = value
     if factors:
         variant["factors"] = factors
     if brace:
         try:
-            variant["payload"] = json.loads(brace + payload)
-        except ValueError as error:
+            variant["payload"] = _json(brace + payload)
+        except orjson.JSONDecodeError as error:
             cannot(f"Line {n}: the payload is not a JSON object ({error}).")
             return None
     return variant

@@ -1,7 +1,7 @@
 """/ui: pages for growth teams and analysts, over the same domain functions as the API."""
 
 import functools
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
@@ -23,7 +23,7 @@ from api.db import get_database, get_session, get_snapshot_cache
 from api.errors import flatten_errors
 from api.learnings.schemas import EvidenceQuerySchema, LearningQuerySchema
 from api.pages import figures, forms
-from api.pages.session import check_csrf, csrf_token
+from api.pages.session import check_csrf, csrf_token, is_page
 from experiments import bounds, keys, overview, workflows
 from experiments.allocation import reweight as reweighting
 from experiments.analysis_jobs import submit
@@ -72,6 +72,16 @@ def signed_in_key():
     return None
 
 
+@bp.after_request
+def not_kept_or_framed(response):
+    """A signed-in page (or its CSV) is not kept by the browser or a proxy, and no other site
+    may frame a page (clickjacking a confirm button)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    return response
+
+
 def granted() -> set[str]:
     key = g.get("page_key")
     return keys.granted_scopes(key) if key is not None else set()
@@ -102,10 +112,13 @@ def page_context() -> dict:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path within the pages is followed after signing in."""
-    if target:
+    """Only a path within the pages is followed after signing in: no other site, no way out of
+    /ui by dot segments or backslashes, no control character (a CR or LF would break the
+    Location header)."""
+    if target and target.isprintable() and "\\" not in target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and parts.path.startswith("/ui"):
+        path = unquote(parts.path)  # a browser reads %2e%2e as a dot segment
+        if not parts.scheme and not parts.netloc and is_page(path) and ".." not in path:
             return target
     return url_for("pages.experiments")
 

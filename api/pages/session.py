@@ -73,5 +73,6 @@ def check_csrf() -> None:
         return
     expected = session.get(CSRF_FIELD)
     given = request.form.get(CSRF_FIELD, "")
-    if not expected or not hmac.compare_digest(expected, given):
+    # As bytes: compare_digest refuses str with characters beyond ASCII (a 500 before).
+    if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
         abort(400, description="The form's security token is missing or expired: reload the page.")

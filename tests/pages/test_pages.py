@@ -83,6 +83,48 @@ def test_signing_in_follows_next_within_the_pages_only(client, tokens):
     assert client.post("/ui/login", data=data).location == "/ui/learnings"
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.test/",
+        "//evil.test/ui",
+        "/ui/../../health",
+        "/ui/%2e%2e/health",
+        "/ui\\..\\health",
+        "/ui/experiments\r\nSet-Cookie: x=1",
+        "/ui/\x00",
+        "/uix",
+    ],
+)
+def test_next_never_leaves_the_pages_nor_breaks_the_redirect(client, tokens, target):
+    data = {"token": tokens["read"], "csrf_token": csrf_of(client), "next": target}
+    assert client.post("/ui/login", data=data).location == "/ui/experiments"
+    # Signed in, the sign-in page sends on to `next` too.
+    assert client.get("/ui/login", query_string={"next": target}).location == "/ui/experiments"
+
+
+@pytest.mark.parametrize("token", ["é", "\u2603" * 40, "\x00", "x" * 5000, ""])
+def test_a_form_token_of_any_characters_is_refused_as_a_400_page(client, tokens, token):
+    for path in ("/ui/login", "/ui/logout"):
+        response = client.post(path, data={"token": tokens["read"], "csrf_token": token})
+        assert response.status_code == 400, (path, response.status_code)
+        assert "security token" in response.text
+
+
+def test_signed_in_pages_are_not_cached_nor_framed(signed_in):
+    for path in ("/ui/experiments", "/ui/learnings", "/ui/login"):
+        response = signed_in("read").get(path)
+        assert response.headers["Cache-Control"] == "no-store", path
+        assert response.headers["X-Frame-Options"] == "DENY", path
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_another_method_on_a_page_is_a_405_page_whatever_its_body(signed_in, method):
+    response = signed_in("read").open("/ui/login", method=method, data="x=1")
+    assert response.status_code == 405
+    assert response.content_type.startswith("text/html")
+
+
 def test_a_wrong_key_is_refused(client):
     response = client.post(
         "/ui/login", data={"token": "kairos_nope", "csrf_token": csrf_of(client)}
@@ -431,6 +473,14 @@ def test_the_preview_lists_the_generated_variants_and_stores_nothing(signed_in, 
         ({"variants": "a {nope"}, "variants", "Line 1: the payload is not a JSON object"),
         ({"variants": "a weight=heavy\nb"}, "variants", "Line 1 (weight): Not a valid number"),
         ({"variants": "a\na"}, "variants", "Duplicate"),
+        ({"variants": "a t=x t=y\nb t=z"}, "variants", "Line 1: the factor &#39;t&#39; is given"),
+        ({"factors": "a: x, y\na: p, q"}, "factors", "Line 2: the factor &#39;a&#39; is listed"),
+        ({"variants": "[" * 5000 + "]" * 5000}, "variants", "Not valid JSON"),
+        ({"variants": "a " + "{" * 5000}, "variants", "the payload is not a JSON object"),
+        ({"variants": '[{"key": "a", "payload": {"x": "\\ud800"}}]'}, "variants", "Not valid JSON"),
+        ({"variants": 'a {"x": "\\ud800"}\nb'}, "variants", "the payload is not a JSON object"),
+        ({"segments": "s: a eq 1\n" * 1001}, "segments", "At most 1,000 lines."),
+        ({"factors": "f: x, y\n" * 5000}, "factors", "At most 1,000 lines."),
     ],
 )
 def test_errors_are_shown_beside_their_field(signed_in, client, keys, changes, field, message):
