@@ -20,7 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from analysis.stratified import Lattice, stratified_draws, stratified_posteriors
+from analysis.stratified import (
+    Lattice,
+    positive_points,
+    stratified_draws,
+    stratified_posteriors,
+)
 from analysis.summary import INTERVAL, Interval, Prior
 
 FLAT_PRIOR = Prior()
@@ -114,13 +119,11 @@ def variant_log_ratios(
 
 def _log_moments(lattice: Lattice) -> tuple[float, float] | None:
     """Mean and variance of log p on a lattice; None where p is indistinguishable from 0."""
-    if float(lattice.cdf(1e-12)) > VANISHING_SHARE:
+    if lattice.near_zero > VANISHING_SHARE:
         return None
-    positive = lattice.points > 0
-    mass = lattice.mass[positive] / lattice.mass[positive].sum()
-    logs = np.log(lattice.points[positive])
-    mean = float(np.dot(mass, logs))
-    return mean, float(np.dot(mass, (logs - mean) ** 2))
+    logs = np.log(positive_points(lattice))
+    mean = float(np.dot(lattice.mass, logs))
+    return mean, float(np.dot(lattice.mass, (logs - mean) ** 2))
 
 
 def beta_log_moments(alpha, beta) -> tuple[np.ndarray, np.ndarray]:

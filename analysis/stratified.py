@@ -52,20 +52,26 @@ TERM_TAIL, TRIM = 1e-12, 1e-15
 # keeps the cost bounded over thousands of periods; the terms that could shape the sum (a
 # starved arm's wide prior in a big period) are convolved exactly, and so are a few small
 # ones (two spiked terms are no Gamma: they moved a 2.5% quantile by two steps).
-PILE_SHARE, PILE_TERMS = 0.02, 32
+PILE_SHARE, PILE_TERMS, PILE_MIN_SHAPE = 0.02, 32, 2.0
+# The most lattice points an arm's terms may span together (see `stratified_posteriors`).
+MAX_POINTS = 2**17
+# A rate below this is zero for a ratio (a lift over it is not reported).
+NEAR_ZERO = 1e-12
 
 
 @dataclass(frozen=True)
 class Lattice:
-    """A distribution on origin + step·j (j = 0 … n−1), with mass[j] there; `mean` and `sd`
-    are the exact distribution's. Its CDF rises linearly across each step (a point's mass is
-    spread over [x_j − step/2, x_j + step/2])."""
+    """A rate's distribution on origin + step·j (j = 0 … n−1), with mass[j] there; `mean` and
+    `sd` are the exact distribution's, `near_zero` its exact P(rate < NEAR_ZERO). Its CDF rises
+    linearly across each step (a point's mass spread over [x_j − step/2, x_j + step/2]), within
+    [0, 1]: a point at 0 holds what lies in its first half step, none of it below 0."""
 
     origin: float
     step: float
     mass: np.ndarray
     mean: float
     sd: float
+    near_zero: float = 0.0
 
     @property
     def points(self) -> np.ndarray:
@@ -73,7 +79,8 @@ class Lattice:
 
     @property
     def edges(self) -> np.ndarray:
-        return self.origin + self.step * (np.arange(self.mass.size + 1) - 0.5)
+        edges = self.origin + self.step * (np.arange(self.mass.size + 1) - 0.5)
+        return np.clip(edges, 0.0, 1.0)
 
     @property
     def cumulative(self) -> np.ndarray:
@@ -84,14 +91,21 @@ class Lattice:
 
     def quantile(self, q) -> np.ndarray:
         """The q-quantiles (linear within a step)."""
-        cumulative = self.cumulative
+        cumulative, edges = self.cumulative, self.edges
         q = np.asarray(q, dtype=float)
         j = np.clip(np.searchsorted(cumulative, q, side="left"), 1, self.mass.size)
         below = cumulative[j - 1]
         inside = np.where(
             self.mass[j - 1] > 0, (q - below) / np.maximum(self.mass[j - 1], 1e-300), 0.5
         )
-        return self.edges[j - 1] + self.step * np.clip(inside, 0.0, 1.0)
+        return edges[j - 1] + (edges[j] - edges[j - 1]) * np.clip(inside, 0.0, 1.0)
+
+
+def positive_points(lattice: Lattice) -> np.ndarray:
+    """The lattice's points for a ratio or a log: a point at 0 stands for its half step above
+    0, at a quarter step (the rate is positive; NEAR_ZERO says when it may be zero)."""
+    points = lattice.points
+    return np.where(points > 0, points, lattice.step / 4)
 
 
 def stratified_posteriors(units, conversions, prior_units: float = PRIOR_UNITS) -> list[Lattice]:
@@ -108,11 +122,29 @@ def stratified_posteriors(units, conversions, prior_units: float = PRIOR_UNITS) 
     variance = variances.sum(axis=0)
     sd = np.sqrt(variance)
     step = sd / STEPS_PER_SD
-    small = variances < PILE_SHARE * variance
+    # Only terms of one mode away from the ends go to the pile: a term with α or β under
+    # PILE_MIN_SHAPE is near two points (a starved arm at a low rate: mostly 0, now and then
+    # its share), which no Gamma resembles however many there are.
+    small = (variances < PILE_SHARE * variance) & (np.minimum(alpha, beta) >= PILE_MIN_SHAPE)
     small &= small.sum(axis=0) >= PILE_TERMS
     skews = 2 * (beta - alpha) * np.sqrt(total + 1) / ((total + 2) * np.sqrt(alpha * beta))
+    # Each term spans its TERM_TAIL quantiles; where their spans together would take more than
+    # MAX_POINTS steps (terms near a point mass with a long tail: no conversion in 10^6 units),
+    # the step grows to keep the cost bounded, at that arm's resolution.
+    low = shares * special.betaincinv(alpha, beta, TERM_TAIL)
+    high = shares * special.betaincinv(alpha, beta, 1 - TERM_TAIL)
+    span = np.where(small, 0.0, high - low).sum(axis=0)
+    step = np.maximum(step, span / MAX_POINTS)
     _, arms = np.nonzero(~small)
-    exact = _terms(alpha[~small], beta[~small], shares[~small], step[arms])
+    exact = _terms(
+        alpha[~small], beta[~small], shares[~small], step[arms], low[~small], high[~small]
+    )
+    # P(rate < NEAR_ZERO) exactly: every term must be below it.
+    near_zero = np.exp(
+        np.log(
+            np.maximum(special.betainc(alpha, beta, np.minimum(NEAR_ZERO / shares, 1.0)), 1e-300)
+        ).sum(axis=0)
+    )
     lattices = []
     for k in range(alpha.shape[1]):
         terms = [term for term, arm in zip(exact, arms, strict=True) if arm == k]
@@ -121,10 +153,12 @@ def stratified_posteriors(units, conversions, prior_units: float = PRIOR_UNITS) 
             third = float((skews[piled, k] * variances[piled, k] ** 1.5).sum())
             pile = _pile(means[piled, k].sum(), variances[piled, k].sum(), third, step[k])
             terms.append(pile)
-        origin, mass = terms[0]
-        for other_origin, other in terms[1:]:
-            origin, mass = _trimmed(origin + other_origin, signal.convolve(mass, other), step[k])
-        lattices.append(Lattice(origin, step[k], mass / mass.sum(), means[:, k].sum(), sd[k]))
+        origin, mass = _convolved(terms, step[k])
+        lattices.append(
+            Lattice(
+                origin, step[k], mass / mass.sum(), means[:, k].sum(), sd[k], float(near_zero[k])
+            )
+        )
     return lattices
 
 
@@ -143,13 +177,31 @@ def _period_posteriors(units, conversions, prior_units: float):
     return shares, alpha, beta
 
 
-def _terms(alpha, beta, share, step) -> list[tuple[float, np.ndarray]]:
-    """share[i] · Beta(alpha[i], beta[i]) on the lattice step[i]·Z, each: (origin, mass). The
-    special functions are called once for all terms."""
+def _convolved(terms, step) -> tuple[float, np.ndarray]:
+    """The sum of independent lattice distributions: convolved two by two, so that lengths
+    stay balanced (thousands of short terms cost what their total length does), the ends
+    trimmed after each round."""
+    while len(terms) > 1:
+        paired = [
+            _trimmed(a_origin + b_origin, _convolve(a, b), step)
+            for (a_origin, a), (b_origin, b) in zip(terms[::2], terms[1::2], strict=False)
+        ]
+        terms = paired + ([terms[-1]] if len(terms) % 2 else [])
+    return terms[0]
+
+
+def _convolve(a, b) -> np.ndarray:
+    """Direct where short (numpy's loop beats an FFT's overhead), by FFT where long."""
+    if a.size * b.size < 100_000:
+        return np.convolve(a, b)
+    return signal.fftconvolve(a, b)
+
+
+def _terms(alpha, beta, share, step, low, high) -> list[tuple[float, np.ndarray]]:
+    """share[i] · Beta(alpha[i], beta[i]) on the lattice step[i]·Z, each: (origin, mass), from
+    its span [low[i], high[i]]. The special functions are called once for all terms."""
     if alpha.size == 0:
         return []
-    low = share * special.betaincinv(alpha, beta, TERM_TAIL)
-    high = share * special.betaincinv(alpha, beta, 1 - TERM_TAIL)
     first = np.floor(low / step).astype(int)
     counts = np.maximum(np.ceil(high / step).astype(int), first + 1) - first + 1
     ends = np.cumsum(counts)
@@ -160,9 +212,24 @@ def _terms(alpha, beta, share, step) -> list[tuple[float, np.ndarray]]:
     # Each step's mass and its mean: E[θ; θ ≤ x] = α/(α+β) · I_x(α+1, β).
     cdf = special.betainc(a, b, at)
     moment = share[term] * a / (a + b) * special.betainc(a + 1, b, at)
+    # `_split` for all terms at once: each term's ends hold all its mass and moment.
+    starts, last = ends - counts, ends - 1
+    cdf[starts], moment[starts] = 0.0, 0.0
+    moment[last] += (1 - cdf[last]) * points[last]
+    cdf[last] = 1.0
+    same = term[:-1] == term[1:]  # the steps within a term, not between two
+    mass = np.where(same, np.maximum(np.diff(cdf), 0.0), 0.0)
+    width = step[term[:-1]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inside = np.where(mass > 0, np.diff(moment) / mass, points[:-1] + width / 2)
+    upper = np.clip((inside - points[:-1]) / width, 0.0, 1.0) * mass
+    lattice = np.zeros(points.size)
+    lattice[:-1] += mass - upper
+    lattice[1:] += upper
+    totals = np.add.reduceat(lattice, starts)
     return [
-        _split(points[start:end], cdf[start:end], moment[start:end], step[i])
-        for i, (start, end) in enumerate(zip(ends - counts, ends, strict=True))
+        (float(points[start]), lattice[start:end] / total)
+        for start, end, total in zip(starts, ends, totals, strict=True)
     ]
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from scipy import optimize, special
 
 from analysis.conjugate import beta_log_cdf, beta_log_ppf, expectation, logit_grid
-from analysis.stratified import stratified_normal, stratified_posteriors
+from analysis.stratified import positive_points, stratified_normal, stratified_posteriors
 
 INTERVAL = 0.95
 Z = float(special.ndtri(0.5 + INTERVAL / 2))
@@ -467,7 +467,7 @@ def _from_lattices(
     lifts = []
     reference = lattices[control]
     # A control rate indistinguishable from zero (no conversions anywhere) has no ratio.
-    vanishing = float(reference.cdf(1e-12)) > 0.001
+    vanishing = reference.near_zero > 0.001
     for i, lattice in enumerate(lattices):
         if i == control:
             lifts.append(None)
@@ -484,9 +484,7 @@ def _from_lattices(
 def _lattice_lift(arm, control) -> Interval | None:
     """p / p_c − 1 for independent p, p_c on lattices: its mean E[p]·E[1/p_c] − 1 and its
     quantiles from H(r) = P(p ≤ r·p_c) = Σ_j P(p_c = x_j) F(r·x_j), solved in log r."""
-    points, mass = control.points, control.mass
-    positive = points > 0
-    points, mass = points[positive], mass[positive] / mass[positive].sum()
+    points, mass = positive_points(control), control.mass
     edges, cumulative = arm.edges, arm.cumulative
 
     def excess(log_r, q):
