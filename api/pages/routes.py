@@ -225,7 +225,10 @@ def confirm(key, action):
     if action not in ACTIONS:
         abort(404)
     found = repository.get_experiment(session=get_session(), key=key)
-    return render_template("pages/confirm.html", experiment=found, action=action)
+    advice = None
+    if action == "conclude":
+        advice = experiment_results(session=get_session(), key=key)["recommendation"]
+    return render_template("pages/confirm.html", experiment=found, action=action, advice=advice)
 
 
 def _start(key):

@@ -356,7 +356,11 @@ def test_start_pause_and_conclude_each_say_what_changed(signed_in, client, keys)
     response = page.post(f"/ui/experiments/{key}/pause", data={"csrf_token": token})
     assert "Paused: status paused" in page.get(response.location).text
     html = page.get(f"/ui/experiments/{key}/confirm/conclude").text
-    assert '<select id="winner" name="winner">' in html
+    assert '<select id="winner" name="winner" required>' in html
+    assert "The results say:" in html
+    # Concluding is final: never the control by default; with no data, no leader either.
+    assert '<option value="" selected disabled>Choose the variant' in html
+    assert 'value="morning-push" selected' not in html
     response = page.post(
         f"/ui/experiments/{key}/conclude", data={"csrf_token": token, "winner": "evening-email"}
     )
