@@ -17,7 +17,8 @@ from experiments.spec import ExperimentSpec
 AREAS = ("factors", "variants", "segments", "metrics")
 TEXT_FIELDS = ("key", "name", "hypothesis", "allocation", "stickiness", "control", "timezone")
 TEXT_FIELDS += ("prior",)
-NUMBER_FIELDS = ("attribution_window_hours", "holdout", "threshold_of_caring", "prior_units")
+NUMBER_FIELDS = ("attribution_window_hours", "holdout", "relative_threshold_of_caring")
+NUMBER_FIELDS += ("threshold_of_caring", "prior_units")
 BANDIT_FIELDS = ("update_every_seconds", "min_weight", "min_units_per_arm")
 # Every field of the form, in the order its errors are listed.
 FIELDS = (

@@ -1,6 +1,7 @@
 """The pages through the Flask client: sign in, scopes, CSRF, and every page's content."""
 
 import pytest
+from markupsafe import escape
 from sqlmodel import Session
 
 from experiments.storage.tables import AnalysisJob
@@ -344,6 +345,21 @@ def test_a_bandit_page_shows_its_weights_per_segment_over_periods(signed_in, cli
 # -- lifecycle actions ---------------------------------------------------------------------------
 
 
+def test_a_draft_shows_no_rates_before_any_unit(signed_in, client, keys):
+    """With no units a row's rate would be the prior's (50%): the page says there are none."""
+    client.post("/v1/experiments", json=experiment_body(), headers=keys["manage"])
+    html = signed_in("read").get("/ui/experiments/onboarding-nudge").text
+    assert "no units yet" in html and "50.0%" not in html
+    assert "1.0% of the control's rate" in html
+
+
+def test_the_form_takes_the_relative_threshold(signed_in, client, keys):
+    response = post_form(signed_in("manage"), action="create", relative_threshold_of_caring="0.02")
+    assert response.status_code == 302, response.text
+    stored = client.get("/v1/experiments/winback", headers=keys["read"]).json
+    assert stored["relative_threshold_of_caring"] == 0.02
+
+
 def test_start_pause_and_conclude_each_say_what_changed(signed_in, client, keys):
     client.post("/v1/experiments", json=experiment_body(), headers=keys["manage"])
     page = signed_in("manage")
@@ -622,6 +638,20 @@ def test_learnings_show_summary_verdict_interval_bar_and_links(published):
     assert html.count('<svg xmlns="http://www.w3.org/2000/svg" role="img"') == 9
     assert 'href="/ui/experiments/onboarding-nudge"' in html
     assert "/ui/learnings/evidence?segment=newcomers&amp;metric=activated" in html
+
+
+def test_a_learning_shows_its_notes_beside_its_verdict(published, client, keys):
+    """Why a learning reads as it does (e.g. an inconclusive one that looks strong, not a
+    discovery at the publication's false-discovery rate) is on the page, not only in the CSV."""
+    found = client.get(
+        "/v1/learnings", query_string={"experiment": "onboarding-nudge"}, headers=keys["read"]
+    ).json
+    noted = [x for x in found if x["notes"]]
+    assert noted
+    html = published.get("/ui/learnings?experiment=onboarding-nudge").text
+    for learning in noted:
+        for note in learning["notes"].splitlines():
+            assert escape(note) in html
 
 
 def test_learnings_filter_and_search(published):
