@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from experiments.clock import utcnow
 from experiments.errors import InvalidSpec, NotFound
-from experiments.storage.tables import ApiKey
+from experiments.storage.tables import ApiKey, PageSession
 
 SCOPES = ("admin", "manage", "assign", "read")
 TOKEN_PREFIX = "kairos_"
@@ -94,3 +94,37 @@ def revoke_keys(*, session: Session, name_or_id: str, now: datetime | None = Non
 
 def has_any_key(*, session: Session) -> bool:
     return session.exec(select(ApiKey.id).limit(1)).first() is not None
+
+
+def open_page_session(*, session: Session, key: ApiKey, now: datetime | None = None) -> str:
+    """Sign `key` in to the pages: a new session, whose id (shown this once, for the cookie)
+    is stored as its SHA-256."""
+    token = secrets.token_urlsafe(32)
+    session.add(
+        PageSession(token_hash=hash_token(token), key_id=key.id, created_at=now or utcnow())
+    )
+    session.commit()
+    return token
+
+
+def page_session_key(*, session: Session, token: str) -> ApiKey | None:
+    """The key of a page session still open, unless the key was revoked since."""
+    found = session.exec(
+        select(ApiKey)
+        .join(PageSession, PageSession.key_id == ApiKey.id)
+        .where(PageSession.token_hash == hash_token(token), PageSession.ended_at.is_(None))
+    ).first()
+    if found is None or found.revoked_at is not None:
+        return None
+    return found
+
+
+def end_page_session(*, session: Session, token: str, now: datetime | None = None) -> None:
+    """Sign a page session out: its cookie opens nothing from now on."""
+    found = session.exec(
+        select(PageSession).where(PageSession.token_hash == hash_token(token))
+    ).first()
+    if found is not None and found.ended_at is None:
+        found.ended_at = now or utcnow()
+        session.add(found)
+        session.commit()

@@ -12,19 +12,11 @@ from analysis.curves import posterior_curves
 from experiments.errors import NotFound
 from experiments.results import experiment_results
 from experiments.storage.repository import get_experiment
-from experiments.storage.tables import AllocationPeriod, AnalysisJob, ApiKey, Assignment, Experiment
+from experiments.storage.tables import AllocationPeriod, AnalysisJob, Assignment, Experiment
 from experiments.vocabulary import ALL_SEGMENT, HOLDOUT_ARM
 
 # Units over time: hourly points over a span up to this, daily points beyond it.
 HOURLY_SPAN = timedelta(days=3)
-
-
-def active_key(*, session: Session, key_id: int) -> ApiKey | None:
-    """The key with this id, unless it was revoked (a signed-in page session keeps the id)."""
-    key = session.get(ApiKey, key_id)
-    if key is None or key.revoked_at is not None:
-        return None
-    return key
 
 
 def find_experiments(

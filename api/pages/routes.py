@@ -59,14 +59,14 @@ def signed_in_key():
     signed out); pages other than the sign-in form need one."""
     check_csrf()
     g.page_key = None
-    key_id = cookie.get("key_id")
-    if key_id is not None:
+    signed_in = cookie.get("session")
+    if signed_in is not None:
         # A short read of its own: a POST's request session takes SQLite's write lock, which
         # an action that writes through its own sessions (a reweight) must not find taken.
         with get_database().session() as session:
-            g.page_key = overview.active_key(session=session, key_id=key_id)
+            g.page_key = keys.page_session_key(session=session, token=signed_in)
         if g.page_key is None:
-            cookie.pop("key_id", None)
+            cookie.pop("session", None)
     if g.page_key is None and request.endpoint not in OPEN_ENDPOINTS:
         return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
     return None
@@ -145,7 +145,8 @@ def login_post():
         )
         return render_template("pages/login.html", next=request.form.get("next", "")), 403
     cookie.clear()
-    cookie["key_id"] = key.id
+    with get_database().session(write=True) as session:
+        cookie["session"] = keys.open_page_session(session=session, key=key)
     flash(f"Signed in as '{key.name}' ({key.scopes}).", "info")
     return redirect(safe_next(request.form.get("next")))
 
@@ -156,6 +157,10 @@ def lookup_key_for_pages(token: str):
 
 @bp.post("/logout")
 def logout():
+    signed_in = cookie.get("session")
+    if signed_in is not None:
+        with get_database().session(write=True) as session:
+            keys.end_page_session(session=session, token=signed_in)
     cookie.clear()
     flash("Signed out.", "info")
     return redirect(url_for("pages.login"))

@@ -309,3 +309,15 @@ class ApiKey(SQLModel, table=True):
     scopes: str = Field(max_length=100)
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = Field(default=None)
+
+
+# A signed-in page session: the /ui cookie carries a random id, stored here as its SHA-256
+# beside the key it signed in with; signing out ends it, so a copy of the cookie is worthless.
+class PageSession(SQLModel, table=True):
+    __tablename__ = "page_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    key_id: int = Field(foreign_key="api_key.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = Field(default=None)

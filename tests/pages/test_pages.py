@@ -126,6 +126,23 @@ def test_another_method_on_a_page_is_a_405_page_whatever_its_body(signed_in, met
     assert response.content_type.startswith("text/html")
 
 
+def test_signing_out_ends_the_session_on_the_server(app, tokens):
+    """A copy of the cookie taken while signed in opens nothing once the session signed out
+    (the cookie was the signed key id alone, replayable after signing out)."""
+    browser = app.test_client()
+    sign_in(browser, tokens["read"])
+    copied = browser.get_cookie("kairos_ui", path="/ui").value
+    browser.post("/ui/logout", data={"csrf_token": csrf_of(browser, "/ui/experiments")})
+    thief = app.test_client()
+    thief.set_cookie("kairos_ui", copied, path="/ui")
+    response = thief.get("/ui/experiments")
+    assert response.status_code == 302 and response.location.startswith("/ui/login")
+    # Another session of the same key stays signed in.
+    other = app.test_client()
+    sign_in(other, tokens["read"])
+    assert other.get("/ui/experiments").status_code == 200
+
+
 def test_a_wrong_key_is_refused(client):
     response = client.post(
         "/ui/login", data={"token": "kairos_nope", "csrf_token": csrf_of(client)}
