@@ -47,13 +47,26 @@ def rate_densities(answer: dict, curves: list[dict], segment: str) -> Markup:
     unit = "rate (%)" if answer["method"] == "beta-binomial" else "mean per unit"
     return plots.densities(
         [
-            {"label": "holdout" if c["holdout"] else c["variant"], "x": c["x"], "y": c["y"]}
+            {
+                "label": "holdout" if c["holdout"] else arm_label(c["variant"]),
+                "x": c["x"],
+                "y": c["y"],
+            }
             for c in curves
         ],
         title=f"Posterior of each arm's {answer['metric']} {unit}, segment {segment}",
         x_label=f"{answer['metric']} {unit}",
         fmt=lambda v: fmt(v, 1),
     )
+
+
+def arm_label(variant: str) -> str:
+    """A legend's name for an arm: a factorial variant by its levels alone ("morning · push"
+    for "timing=morning,channel=push"), so that legends are not cut where arms differ."""
+    parts = [part.partition("=") for part in variant.split(",")]
+    if all(equals for _, equals, _ in parts):
+        return " · ".join(level for _, _, level in parts)
+    return variant
 
 
 def weight_history(history: dict) -> list[tuple[str, Markup]]:
@@ -66,13 +79,13 @@ def weight_history(history: dict) -> list[tuple[str, Markup]]:
                 segment,
                 plots.series(
                     labels,
-                    lines,
+                    {arm_label(name): values for name, values in lines.items()},
                     title=f"Allocation weights in segment {segment}, by period",
                     x_label="allocation period",
                     y_label="weight (share of units)",
                     y_fmt=lambda v: f"{v:.0%}",
                     y_max=1.0,
-                    height=200,
+                    height=260,
                 ),
             )
         )
@@ -84,7 +97,7 @@ def units_over_time(units: dict) -> Markup | None:
         return None
     return plots.series(
         [plots.time_label(t) for t in units["times"]],
-        units["units"],
+        {arm_label(name): values for name, values in units["units"].items()},
         title="Cumulative units assigned to each arm over time",
         x_label=f"time (UTC, per {units['step']})",
         y_label="units assigned (cumulative)",
