@@ -212,25 +212,7 @@ def _terms(alpha, beta, share, step, low, high) -> list[tuple[float, np.ndarray]
     # Each step's mass and its mean: E[θ; θ ≤ x] = α/(α+β) · I_x(α+1, β).
     cdf = special.betainc(a, b, at)
     moment = share[term] * a / (a + b) * special.betainc(a + 1, b, at)
-    # `_split` for all terms at once: each term's ends hold all its mass and moment.
-    starts, last = ends - counts, ends - 1
-    cdf[starts], moment[starts] = 0.0, 0.0
-    moment[last] += (1 - cdf[last]) * points[last]
-    cdf[last] = 1.0
-    same = term[:-1] == term[1:]  # the steps within a term, not between two
-    mass = np.where(same, np.maximum(np.diff(cdf), 0.0), 0.0)
-    width = step[term[:-1]]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inside = np.where(mass > 0, np.diff(moment) / mass, points[:-1] + width / 2)
-    upper = np.clip((inside - points[:-1]) / width, 0.0, 1.0) * mass
-    lattice = np.zeros(points.size)
-    lattice[:-1] += mass - upper
-    lattice[1:] += upper
-    totals = np.add.reduceat(lattice, starts)
-    return [
-        (float(points[start]), lattice[start:end] / total)
-        for start, end, total in zip(starts, ends, totals, strict=True)
-    ]
+    return _split(points, cdf, moment, counts, step[term])
 
 
 def _pile(mean, variance, third, step) -> tuple[float, np.ndarray]:
@@ -245,7 +227,7 @@ def _pile(mean, variance, third, step) -> tuple[float, np.ndarray]:
         cdf = special.ndtr(z)
         # E[X; X ≤ x] = μ Φ(z) − σ φ(z)
         first = mean * cdf - sd * np.exp(-(z**2) / 2) / np.sqrt(2 * np.pi)
-        return _split(points, cdf, first, step)
+        return _one(points, cdf, first, step)
     # X = start + sign · G, G ~ Gamma(shape, scale): E[G; G ≤ g] = shape·scale·F_{shape+1}(g).
     shape, scale, sign = 4 / skew**2, sd * abs(skew) / 2, float(np.sign(skew))
     start = mean - sign * shape * scale
@@ -255,11 +237,17 @@ def _pile(mean, variance, third, step) -> tuple[float, np.ndarray]:
     below = stats.gamma.cdf(g, shape, scale=scale)
     below_first = shape * scale * stats.gamma.cdf(g, shape + 1, scale=scale)
     if sign > 0:
-        return _split(points, below, start * below + below_first, step)
+        return _one(points, below, start * below + below_first, step)
     # X ≤ x ⇔ G ≥ g: the upper tails, read from the top.
     cdf = 1 - below
     first = start * cdf - (shape * scale - below_first)
-    return _split(points, cdf, first, step)
+    return _one(points, cdf, first, step)
+
+
+def _one(points, cdf, moment, step) -> tuple[float, np.ndarray]:
+    """`_split` of one distribution, trimmed."""
+    (origin, mass) = _split(points, cdf, moment, [points.size], np.full(points.size, step))[0]
+    return _trimmed(origin, mass, step)
 
 
 def _points(low, high, step) -> np.ndarray:
@@ -268,22 +256,33 @@ def _points(low, high, step) -> np.ndarray:
     return step * np.arange(first, max(last, first + 1) + 1)
 
 
-def _split(points, cdf, first, step) -> tuple[float, np.ndarray]:
-    """A distribution on the lattice from its CDF and its partial first moment E[X; X ≤ x] at
-    `points`: the mass between two points is split between them so that its mean stays where
-    it is (each step's mass and mean kept; the distribution's mean exact)."""
-    cdf = np.asarray(cdf, dtype=float).copy()
-    first = np.asarray(first, dtype=float).copy()
-    cdf[0], first[0] = 0.0, 0.0
-    cdf[-1], first[-1] = 1.0, first[-1] + (1 - cdf[-1]) * points[-1]
-    mass = np.maximum(np.diff(cdf), 0.0)
+def _split(points, cdf, moment, counts, step) -> list[tuple[float, np.ndarray]]:
+    """Distributions on the lattice from their CDF and partial first moment E[X; X ≤ x] at
+    `points` (one after the other, `counts` points each, `step` at every point): the mass
+    between two points is split between them so that its mean stays where it is (each step's
+    mass and mean kept; each distribution's mean exact). Each: (origin, mass)."""
+    cdf, moment = np.array(cdf, dtype=float), np.array(moment, dtype=float)
+    ends = np.cumsum(counts)
+    starts, last = ends - counts, ends - 1
+    # Each distribution's ends hold all its mass and moment (what lies beyond: at the ends).
+    cdf[starts], moment[starts] = 0.0, 0.0
+    moment[last] += (1 - cdf[last]) * points[last]
+    cdf[last] = 1.0
+    term = np.repeat(np.arange(len(counts)), counts)
+    same = term[:-1] == term[1:]  # the steps within a distribution, not between two
+    mass = np.where(same, np.maximum(np.diff(cdf), 0.0), 0.0)
+    width = step[:-1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        inside = np.where(mass > 0, np.diff(first) / mass, points[:-1] + step / 2)
-    upper = np.clip((inside - points[:-1]) / step, 0.0, 1.0) * mass
+        inside = np.where(mass > 0, np.diff(moment) / mass, points[:-1] + width / 2)
+    upper = np.clip((inside - points[:-1]) / width, 0.0, 1.0) * mass
     lattice = np.zeros(points.size)
     lattice[:-1] += mass - upper
     lattice[1:] += upper
-    return _trimmed(float(points[0]), lattice / lattice.sum(), step)
+    totals = np.add.reduceat(lattice, starts)
+    return [
+        (float(points[start]), lattice[start:end] / total)
+        for start, end, total in zip(starts, ends, totals, strict=True)
+    ]
 
 
 def _trimmed(origin, mass, step) -> tuple[float, np.ndarray]:

@@ -37,19 +37,27 @@ def _assign(body: dict, units: list[UnitRequest]) -> list[AssignmentAnswer]:
     )
 
 
-NOT_RUNNING = (
-    "The experiment is a draft or paused: it assigns only while running (concluded, it answers "
-    "with its winner)."
-)
+def assigns(request_schema, answer_schema):
+    """An assignment view: an assign key's, answering 200 with `answer_schema`, 404 for an
+    unknown experiment, 409 for one that is not running."""
+
+    def decorate(post):
+        post = blp.alt_response(
+            409,
+            description="The experiment is a draft or paused: it assigns only while running "
+            "(concluded, it answers with its winner).",
+        )(post)
+        post = blp.alt_response(404, description="No experiment with this key.")(post)
+        post = blp.response(200, answer_schema)(post)
+        post = blp.arguments(request_schema)(post)
+        return requires("assign")(post)
+
+    return decorate
 
 
 @blp.route("")
 class Assignments(MethodView):
-    @requires("assign")
-    @blp.arguments(AssignmentRequestSchema())
-    @blp.response(200, AssignmentSchema)
-    @blp.alt_response(404, description="No experiment with this key.")
-    @blp.alt_response(409, description=NOT_RUNNING)
+    @assigns(AssignmentRequestSchema(), AssignmentSchema)
     def post(self, body):
         """Assign one unit (sticky and deterministic)"""
         unit = UnitRequest(body["unit_id"], body.get("attributes"), body.get("timezone"))
@@ -59,11 +67,7 @@ class Assignments(MethodView):
 
 @blp.route("/batch")
 class AssignmentBatch(MethodView):
-    @requires("assign")
-    @blp.arguments(BatchRequestSchema())
-    @blp.response(200, BatchAnswerSchema)
-    @blp.alt_response(404, description="No experiment with this key.")
-    @blp.alt_response(409, description=NOT_RUNNING)
+    @assigns(BatchRequestSchema(), BatchAnswerSchema)
     def post(self, body):
         """Assign up to 10,000 units; answers in request order"""
         return json_response({"assignments": _assign(body, body["units"])})
