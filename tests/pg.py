@@ -81,6 +81,10 @@ class PostgresCluster:
             "UTF8",
             "--no-sync",
         )
+        return self.resume()
+
+    def resume(self) -> str:
+        """Start the server on its data directory (again, after `halt`); its URL."""
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.socket_dir} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
@@ -107,6 +111,10 @@ class PostgresCluster:
                     return url
             time.sleep(0.1)
         raise RuntimeError(f"PostgreSQL did not open port {self.port}; see {self.root}/server.log")
+
+    def halt(self) -> None:
+        """Stop the server at once, as a crash would, keeping its data for `resume`."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def stop(self) -> None:
         try:

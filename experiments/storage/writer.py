@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import TypeVar
 
+from sqlalchemy.exc import OperationalError
+
 from experiments.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -321,15 +323,28 @@ class GroupCommitWriter:
         then aborts one of them; the works are pure functions of what they were given, so
         running them again in a new transaction is safe.
         """
+        lost = False
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 with self._transaction() as transaction:
                     return [work(transaction) for work in works]
             except Exception as error:
-                if attempt == DEADLOCK_RETRIES or not _retryable(error):
-                    raise
-                log.info("write transaction retried after %s", type(error).__name__)
-                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+                # A connection the server dropped (PostgreSQL restarted): once more on a new
+                # one, safe as every work's writes are idempotent; still down, the database is
+                # unavailable (the API's 503), not a bug.
+                if _connection_lost(error) and not lost:
+                    lost = True
+                    log.warning("write connection lost (%s); retried on a new one", error)
+                    continue
+                if attempt < DEADLOCK_RETRIES and _retryable(error):
+                    log.info("write transaction retried after %s", type(error).__name__)
+                    time.sleep(random.uniform(0, 0.005 * 2**attempt))
+                    continue
+                if _connection_lost(error):
+                    raise OperationalError(
+                        None, None, error, connection_invalidated=True
+                    ) from error
+                raise
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -364,6 +379,17 @@ class GroupCommitWriter:
             if isinstance(error, self.database.engine.dialect.dbapi.OperationalError):
                 self._discard(writer=True)
             raise
+
+
+def _connection_lost(error: Exception) -> bool:
+    """A PostgreSQL connection that is gone: psycopg's OperationalError with no SQLSTATE (the
+    server closed it, or cannot be reached) or one of class 08, not an error of a statement."""
+    if type(error).__name__ != "OperationalError" or not type(error).__module__.startswith(
+        "psycopg"
+    ):
+        return False
+    sqlstate = getattr(error, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08")
 
 
 def _retryable(error: Exception) -> bool:

@@ -14,9 +14,16 @@ import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import pytest
 import requests
 
-from tests.pg import free_port
+from api import create_app
+from experiments.keys import create_key
+from experiments.storage import migrate
+from experiments.storage.database import Database
+from tests.conftest import create_postgres_database, get_database_of
+from tests.pg import PostgresCluster, free_port
+from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import experiment_body
 
 KAIROS = Path(sys.executable).with_name("kairos")
@@ -183,3 +190,62 @@ def test_sigkill_during_mixed_load_loses_and_doubles_nothing(tmp_path):
         f"acknowledged before the kill: {len(load.assigned):,} assignments, "
         f"{len(load.events):,} events; stored: {len(stored):,}, {len(events):,}"
     )
+
+
+@pytest.mark.postgres
+def test_an_app_node_rides_out_a_postgresql_restart(tmp_path):
+    """PostgreSQL stopped at once (as a crash) under an app node: each request answers 503 in
+    the error shape with Retry-After, stores nothing; once the server is back the same node
+    answers again without a restart, and what it acknowledged before is there."""
+    cluster = PostgresCluster()
+    try:
+        url = create_postgres_database(cluster.start(), "kairos_faults")
+        database = Database(url)
+        migrate.upgrade(database)
+        with database.session(write=True) as session:
+            _, token = create_key(session=session, name="admin", scopes=["admin"])
+        database.dispose()
+        app = create_app(
+            {
+                "TESTING": True,
+                "KAIROS_DATABASE_URL": url,
+                "SECRET_KEY": "x",
+                "KAIROS_CACHE_SECONDS": 0,
+            }
+        )
+        client, headers = app.test_client(), {"Authorization": f"Bearer {token}"}
+        start(client, {"manage": headers}, experiment_body())
+        units = [{"unit_id": f"u{i}"} for i in range(50)]
+        before = assign_batch(client, headers, "onboarding-nudge", units)
+
+        cluster.halt()
+        for method, path, body in (
+            ("POST", "/v1/assignments/batch", {"experiment": "onboarding-nudge", "units": units}),
+            (
+                "POST",
+                "/v1/outcomes",
+                {
+                    "event_id": "e1",
+                    "assignment_id": before[0]["assignment_id"],
+                    "metric": "activated",
+                },
+            ),
+            ("GET", "/v1/experiments/onboarding-nudge/results", None),
+        ):
+            answer = client.open(path, method=method, json=body, headers=headers)
+            assert answer.status_code == 503, (path, answer.status_code, answer.text)
+            assert set(answer.json) == {"code", "status", "message", "errors"}
+            assert answer.headers["Retry-After"] == "1"
+
+        cluster.resume()
+        deadline = time.monotonic() + 30
+        while client.get("/health").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        again = assign_batch(client, headers, "onboarding-nudge", units)
+        assert [a["variant"] for a in again] == [a["variant"] for a in before]  # sticky
+        results = client.get("/v1/experiments/onboarding-nudge/results", headers=headers)
+        assert results.status_code == 200
+        assert results.json["segments"][0]["units"] == len(units)
+        get_database_of(app).dispose()
+    finally:
+        cluster.stop()
