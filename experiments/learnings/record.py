@@ -157,14 +157,27 @@ def get_learning(*, session: Session, learning_id: int) -> Learning:
 LIST_FIELDS = ("note_codes", "tags", "links")
 
 
+# A cell a spreadsheet would read as a formula (OWASP's CSV injection): a summary or tag a
+# client wrote that starts with one of these is exported behind an apostrophe.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def as_csv(records: list[dict]) -> str:
-    """Records of EXPORT_FIELDS (from `as_record`) as CSV with a header row."""
+    """Records of EXPORT_FIELDS (from `as_record`) as CSV with a header row; text that a
+    spreadsheet would run as a formula is exported as text."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
     writer.writeheader()
     for record in records:
-        writer.writerow({**record, **{f: ";".join(record[f] or []) for f in LIST_FIELDS}})
+        row = {**record, **{f: ";".join(record[f] or []) for f in LIST_FIELDS}}
+        writer.writerow({name: _inert(value) for name, value in row.items()})
     return out.getvalue()
+
+
+def _inert(value):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def as_record(learning: Learning) -> dict:

@@ -1,5 +1,8 @@
 """The pages through the Flask client: sign in, scopes, CSRF, and every page's content."""
 
+import csv
+import io
+
 import pytest
 from markupsafe import escape
 from sqlmodel import Session
@@ -691,6 +694,16 @@ def test_the_csv_export_has_every_learning_the_filters_pick(published):
     lines = response.text.strip().splitlines()
     assert lines[0].startswith("id,source,experiment_key") and ",notes,note_codes,tags," in lines[0]
     assert len(lines) == 4 and all(",newcomers," in line for line in lines[1:])
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@"])
+def test_the_csv_export_runs_no_formula_a_client_wrote(signed_in, client, keys, start):
+    formula = f'{start}HYPERLINK("http://evil.test","click")'
+    body = {"summary": formula, "tags": [f"{start}cmd|' /C calc'!A0"]}
+    assert client.post("/v1/learnings", json=body, headers=keys["manage"]).status_code == 201
+    (row,) = csv.DictReader(io.StringIO(signed_in("read").get("/ui/learnings.csv").text))
+    assert row["summary"] == "'" + formula
+    assert row["tags"].startswith("'")
 
 
 def test_the_evidence_page_draws_the_meta_analysis(published):
