@@ -4,7 +4,8 @@ follow, and folded into the sufficient statistics the bandit and the results rea
 - Idempotent by `event_id`: the outcome table's unique constraint decides (INSERT … ON CONFLICT
   DO NOTHING RETURNING), so a repeated event is counted once whichever node receives it, in
   the same batch, in concurrent batches or after a restart.
-- Attribution: by `assignment_id`, else by (experiment, unit_id): the unit's sticky assignment,
+- Attribution: by `assignment_id` (a `unit_id` given beside it must be the assignment's), else
+  by (experiment, unit_id): the unit's sticky assignment,
   or under decision stickiness its latest decision at or before the event. An outcome counts
   if it occurs within the experiment's `attribution_window_hours` after the assignment.
   Anything else is stored with `attributed = false` and its reason, never dropped.
@@ -47,6 +48,9 @@ UNKNOWN_METRIC = "unknown_metric"
 BEFORE_ASSIGNMENT = "before_assignment"
 AFTER_WINDOW = "after_window"
 OTHER_EXPERIMENT = "other_experiment"
+# An event naming both an assignment and a unit that is not the assignment's: one of the two
+# is wrong, so it counts for neither.
+OTHER_UNIT = "other_unit"
 
 
 @dataclass(slots=True)
@@ -161,6 +165,8 @@ def _attribute(event: OutcomeEvent, snapshots, by_id, found, now: datetime) -> O
             return _unattributed(event, occurred, now, UNKNOWN_ASSIGNMENT, experiment_id)
         if snapshot is not None and assigned.experiment_id != snapshot.experiment_id:
             return _unattributed(event, occurred, now, OTHER_EXPERIMENT, experiment_id)
+        if event.unit_id is not None and event.unit_id != assigned.unit_id:
+            return _unattributed(event, occurred, now, OTHER_UNIT, experiment_id)
         if snapshot is None:  # the assignment says which experiment
             snapshot = by_id.get(assigned.experiment_id)
     else:

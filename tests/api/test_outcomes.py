@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from experiments.statistics import audit as statistics
 from experiments.storage.tables import ArmStats, Experiment, Outcome, UnitMetric
-from tests.utils.assignments import start
+from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import experiment_body
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -200,6 +200,29 @@ def test_unattributable_events_are_stored_with_their_reason(client, keys, databa
         "no-assignment": "unknown_assignment",
         "by-id": None,
     }
+    assert arm(database, answer["variant"], "activated").conversions == 1
+    assert_statistics_equal_a_rebuild(database)
+
+
+def test_an_assignment_and_another_unit_count_for_neither(client, keys, database):
+    """An event naming an assignment and a unit that is not the assignment's is stored
+    unattributed (`other_unit`): it was counted for the assignment's unit, silently."""
+    start(client, keys, experiment_body())
+    (answer,) = assign_batch(client, keys["assign"], "onboarding-nudge", [{"unit_id": "u1"}])
+    event = {"assignment_id": answer["assignment_id"], "metric": "activated"}
+    response = client.post(
+        "/v1/outcomes/batch",
+        json={
+            "events": [
+                {**event, "event_id": "mismatch", "unit_id": "someone-else"},
+                {**event, "event_id": "match", "unit_id": "u1"},
+            ]
+        },
+        headers=keys["assign"],
+    )
+    assert response.json == {"accepted": 2, "duplicates": 0, "unattributed": 1}
+    reasons = {o.event_id: o.reason for o in outcomes(database)}
+    assert reasons == {"mismatch": "other_unit", "match": None}
     assert arm(database, answer["variant"], "activated").conversions == 1
     assert_statistics_equal_a_rebuild(database)
 
