@@ -13,6 +13,7 @@ from flask import Request, request
 from flask_smorest import abort
 from flask_smorest.pagination import PaginationMetadataSchema
 from gunicorn.http.errors import NoMoreData, ParseException
+from marshmallow import Schema, ValidationError, validates_schema
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
@@ -62,6 +63,23 @@ def page_window(pagination_parameters) -> tuple[int, int]:
     page is empty, and the offset stops where a 64-bit SQL integer does."""
     offset = min(pagination_parameters.first_item, bounds.MAX_OFFSET)
     return offset, pagination_parameters.page_size
+
+
+# Read by `paginate`, not by a view's query schema.
+PAGINATION_PARAMETERS = frozenset({"page", "page_size"})
+
+
+class QuerySchema(Schema):
+    """A query's parameters. One the schema does not know is a 422 that names it, as an
+    unknown field of a body is: a misspelt filter (`?experimnt=…`) would otherwise filter
+    nothing, silently. `page` and `page_size` are `paginate`'s."""
+
+    @validates_schema(pass_original=True)
+    def refuse_unknown_parameters(self, _data, original, **_kwargs):
+        known = {field.data_key or name for name, field in self.load_fields.items()}
+        unknown = sorted(set(original) - known - PAGINATION_PARAMETERS)
+        if unknown:
+            raise ValidationError({name: ["Unknown parameter."] for name in unknown})
 
 
 class OrjsonFlaskParser(FlaskParser):

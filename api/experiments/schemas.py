@@ -6,6 +6,7 @@ domain's, checked by `experiments.spec.ExperimentSpec`.
 
 from marshmallow import Schema, fields, validate
 
+from api.blueprint import QuerySchema
 from api.rules import JsonObject, Moment, Number, Slug, VariantKey, identifier, text
 from experiments import bounds, spec, vocabulary
 
@@ -232,7 +233,7 @@ class ExperimentSchema(Schema):
         }
 
 
-class ExperimentQuerySchema(Schema):
+class ExperimentQuerySchema(QuerySchema):
     status = fields.String(validate=one_of(vocabulary.STATUSES))
 
 

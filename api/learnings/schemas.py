@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from api.blueprint import QuerySchema
 from api.rules import Identifier, Moment, Number, Slug, identifier, text
 from experiments import bounds
 from experiments.learnings.record import (
@@ -175,7 +176,7 @@ class ManualLearningSchema(Schema):
     )
 
 
-class LearningQuerySchema(Schema):
+class LearningQuerySchema(QuerySchema):
     segment = identifier(64)
     metric = identifier(64)
     factor = identifier(64)
@@ -199,7 +200,7 @@ class LearningQuerySchema(Schema):
     )
 
 
-class EvidenceQuerySchema(Schema):
+class EvidenceQuerySchema(QuerySchema):
     segment = identifier(64, load_default="all")
     metric = identifier(64, required=True)
     factor = identifier(64, required=True)

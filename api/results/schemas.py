@@ -4,6 +4,7 @@ from marshmallow import Schema, fields
 
 from analysis.stopping import GUARDRAIL_VERDICTS, RECOMMENDATION_CODES
 from analysis.summary import ARM_NOTES
+from api.blueprint import QuerySchema
 from api.rules import Slug
 from experiments.results import LEARNED_PRIOR, SAMPLE_RATIO_VERDICTS, SEGMENT_NOTES
 
@@ -172,7 +173,7 @@ class ResultsSchema(Schema):
     recommendation = fields.Nested(RecommendationSchema)
 
 
-class ResultsQuerySchema(Schema):
+class ResultsQuerySchema(QuerySchema):
     metric = fields.String(validate=Slug, metadata={"description": "Default: the primary metric"})
     segment = fields.String(
         validate=Slug, metadata={"description": "One segment (with `all`); default: every one"}

@@ -279,3 +279,26 @@ def test_without_a_control_the_first_variant_is_the_control(client, keys, base, 
     )
     assert response.status_code == 201, response.json
     assert response.json["control"] == control
+
+
+@pytest.mark.parametrize(
+    ("path", "unknown"),
+    [
+        ("/v1/experiments?stauts=running", "stauts"),
+        ("/v1/learnings?experimnt=onboarding-nudge&page=1", "experimnt"),
+        ("/v1/learnings?tag=a&Tag=b", "Tag"),
+        ("/v1/learnings/evidence?metric=a&factor=b&level=c&baseline_level=d", "baseline_level"),
+        ("/v1/experiments/onboarding-nudge/results?metrc=activated", "metrc"),
+    ],
+)
+def test_an_unknown_query_parameter_is_a_422_naming_it(client, keys, path, unknown):
+    """As an unknown field of a body is: a misspelt filter would otherwise filter nothing."""
+    client.post("/v1/experiments", json=experiment_body(), headers=keys["manage"])
+    response = client.get(path, headers=keys["read"])
+    assert response.status_code == 422, response.json
+    assert response.json["errors"] == {unknown: ["Unknown parameter."]}
+
+
+def test_pagination_parameters_are_known_where_a_list_pages(client, keys):
+    for path in ("/v1/experiments?page=2&page_size=5", "/v1/learnings?page=1&page_size=10&tag=x"):
+        assert client.get(path, headers=keys["read"]).status_code == 200, path
