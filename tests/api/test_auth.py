@@ -1,5 +1,7 @@
 """Every endpoint × {no key, invalid key, revoked key, wrong scope, right scope, admin}."""
 
+import time
+
 import pytest
 
 from experiments.keys import create_key, revoke_keys
@@ -119,6 +121,27 @@ def test_revoked_key_is_401(client, database):
     response = client.get("/v1/experiments", headers=headers)
     assert response.status_code == 401
     assert "revoked" in response.json["message"]
+
+
+def test_a_revoked_key_is_refused_on_every_node_within_the_cache_time(database, nodes):
+    """Three nodes that remember a key for a second each (KAIROS_CACHE_SECONDS, as workers
+    or hosts do): once the key is revoked, every node refuses it within that second."""
+    with database.session(write=True) as session:
+        _, token = create_key(session=session, name="leaving", scopes=["read"])
+    headers = {"Authorization": f"Bearer {token}"}
+    clients = [node.test_client() for node in nodes(3, cache_seconds=1.0)]
+    assert all(c.get("/v1/experiments", headers=headers).status_code == 200 for c in clients)
+    with database.session(write=True) as session:
+        revoke_keys(session=session, name_or_id="leaving")
+    revoked_at = time.monotonic()
+    refused = set()
+    while len(refused) < len(clients) and time.monotonic() - revoked_at < 5:
+        for i, c in enumerate(clients):
+            if c.get("/v1/experiments", headers=headers).status_code == 401:
+                refused.add(i)
+        time.sleep(0.05)
+    assert len(refused) == len(clients)
+    assert time.monotonic() - revoked_at < 1.0 + 1.0  # the cache time, and a loaded machine
 
 
 def test_every_non_public_route_is_in_the_auth_matrix(app):
