@@ -40,9 +40,9 @@ PRIOR_UNITS = 10.0
 
 # The exact posterior of an arm's period-weighted rate, Σ_p s_p θ_p (independent Betas), on an
 # evenly spaced lattice: each Beta's mass per lattice step from its CDF, the steps convolved.
-# The step is the sum's sd / STEPS_PER_SD; each term's mass is placed so that its mean is
-# exact (its sub-step offset carried in the origin), so the mean is exact and the variance
-# off by at most a twelfth of a step² per term (0.02% of the variance per term).
+# The step is the sum's sd / STEPS_PER_SD; each step's mass is split between its two ends so
+# that its mean stays where it is (`_split`), so every term's mean is exact and the lattice's
+# error is of second order in the step.
 STEPS_PER_SD = 32
 # Tail mass each term's span leaves out, and what is trimmed off the running sum's ends.
 TERM_TAIL, TRIM = 1e-12, 1e-15
