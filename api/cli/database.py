@@ -7,6 +7,7 @@ that migrate the schema (or serve, which migrates SQLite itself) skip the check.
 import functools
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from experiments.errors import KairosError
 from experiments.storage import migrate
@@ -36,7 +37,17 @@ def with_database(command=None, *, schema_required: bool = True):
                 return command(database, *args, **kwargs)
             except KairosError as error:
                 raise click.ClickException(error.message) from error
+            except OperationalError as error:
+                raise click.ClickException(unreachable(database, error)) from error
             finally:
                 database.dispose()
 
     return wrapper
+
+
+def unreachable(database, error: OperationalError) -> str:
+    """What an operator needs when the database does not answer: where, and the driver's reason
+    (its first line; never the password)."""
+    where = database.engine.url.render_as_string(hide_password=True)
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    return f"Cannot reach the database {where}: {reason}"

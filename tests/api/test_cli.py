@@ -3,6 +3,7 @@
 from click.testing import CliRunner
 
 from api.cli import main
+from tests.pg import free_port
 
 
 def token_of(result) -> str:
@@ -133,3 +134,19 @@ def test_commands_on_a_database_without_the_schema_say_how_to_fix_it(tmp_path, m
         assert "Traceback" not in result.output
     assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
     assert runner.invoke(main, ["keys", "create", "first", "--scopes", "admin"]).exit_code == 0
+
+
+def test_commands_on_an_unreachable_database_say_where_and_why(monkeypatch):
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv(
+        "KAIROS_DATABASE_URL", f"postgresql+psycopg://kairos:s3cret@127.0.0.1:{port}/kairos"
+    )
+    runner = CliRunner()
+    for command in (["db", "upgrade"], ["db", "current"], ["keys", "list"]):
+        result = runner.invoke(main, command)
+        assert result.exit_code == 1, (command, result.output)
+        assert (
+            f"Cannot reach the database postgresql+psycopg://kairos:***@127.0.0.1:{port}/kairos"
+            in result.output
+        )
+        assert "s3cret" not in result.output and "Traceback" not in result.output
