@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlmodel import Session
 
 from analysis.pymc_models import factorial_problem
@@ -95,6 +95,25 @@ def get_job(*, session: Session, job_id: int) -> tuple[AnalysisJob, str]:
     if job is None:
         raise NotFound(f"No analysis with id {job_id}.")
     return job, session.get(Experiment, job.experiment_id).key
+
+
+def job_statistics(*, session: Session) -> tuple[dict[str, int], dict[str, list[float]]]:
+    """Jobs by status, and the run time in seconds of each finished one by its status (what
+    /metrics reports: every job of the database, whichever worker ran it)."""
+    counts = dict(
+        session.execute(select(AnalysisJob.status, func.count()).group_by(AnalysisJob.status)).all()
+    )
+    durations: dict[str, list[float]] = {}
+    finished = session.execute(
+        select(AnalysisJob.status, AnalysisJob.started_at, AnalysisJob.finished_at).where(
+            AnalysisJob.status.in_(("succeeded", "failed")),
+            AnalysisJob.started_at.is_not(None),
+            AnalysisJob.finished_at.is_not(None),
+        )
+    )
+    for status, started, ended in finished:
+        durations.setdefault(status, []).append(max(0.0, (ended - started).total_seconds()))
+    return counts, durations
 
 
 def claim(database: Database, worker: str, now: datetime | None = None) -> int | None:
