@@ -2,9 +2,9 @@
 api/metrics (`GET /metrics`).
 
 The services count what they did (assignments, outcome events, reweights, write-lock waits);
-the HTTP layer counts requests (api/request_telemetry.py); analysis jobs are read from their
-table when scraped (`AnalysisJobsCollector`), because the process that runs them (`kairos
-worker`, on any host) serves no HTTP.
+the HTTP layer counts requests (api/request_telemetry.py). Analysis jobs are read from their
+table when scraped (`JobsCollector` in experiments/analysis_jobs.py), because the process
+that runs them (`kairos worker`, on any host) serves no HTTP.
 
 Under gunicorn every worker is its own process, so the values live in prometheus_client's
 multiprocess files (PROMETHEUS_MULTIPROC_DIR, set by `kairos serve`) and a scrape answered by
@@ -20,8 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
-from sqlalchemy.exc import SQLAlchemyError
-
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # Request latencies: an assignment takes about a millisecond, a results page seconds.
@@ -29,8 +27,6 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 # Waits for the write lock: from nothing to SQLite's busy timeout.
 LOCK_WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
 # PyMC analyses run from seconds to an hour.
-JOB_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 
 
 @dataclass(frozen=True)
@@ -127,49 +123,9 @@ def waiting_for_write_lock() -> Iterator[None]:
     metrics().write_lock_wait.observe(time.perf_counter() - started)
 
 
-class AnalysisJobsCollector:
-    """Analysis jobs by status, and the durations of the finished ones, read from the
-    database when scraped: the same figures from every process and every node (aggregate
-    them with max, not sum)."""
-
-    def __init__(self, database):
-        self.database = database
-
-    def collect(self):
-        from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
-
-        from experiments.analysis_jobs import job_statistics
-
-        try:
-            with self.database.session() as session:
-                counts, durations = job_statistics(session=session)
-        except SQLAlchemyError:
-            return  # /health says the database is unreachable; the rest still scrapes
-        jobs = GaugeMetricFamily(
-            "kairos_analysis_jobs",
-            "Analysis jobs in the database, by status (database-wide).",
-            labels=["status"],
-        )
-        for status in JOB_STATUSES:
-            jobs.add_metric([status], counts.get(status, 0))
-        yield jobs
-        histogram = HistogramMetricFamily(
-            "kairos_analysis_job_duration_seconds",
-            "Run time (start to finish) of finished analysis jobs, by final status "
-            "(database-wide).",
-            labels=["status"],
-        )
-        for status in ("succeeded", "failed"):
-            seconds = durations.get(status, [])
-            buckets = [(str(b), sum(1 for s in seconds if s <= b)) for b in JOB_BUCKETS]
-            buckets.append(("+Inf", len(seconds)))
-            histogram.add_metric([status], buckets, sum(seconds))
-        yield histogram
-
-
-def exposition(database) -> tuple[bytes, str]:
+def exposition(collectors=()) -> tuple[bytes, str]:
     """The text a scrape answers and its content type: every process's metrics (summed over
-    the workers in multiprocess mode), then the analysis jobs."""
+    the workers in multiprocess mode), then what `collectors` read when scraped."""
     from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
     from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
     from prometheus_client.multiprocess import MultiProcessCollector
@@ -181,7 +137,8 @@ def exposition(database) -> tuple[bytes, str]:
         text = b""
     else:
         text = generate_latest(REGISTRY)
-    registry.register(AnalysisJobsCollector(database))
+    for collector in collectors:
+        registry.register(collector)
     return text + generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
 
 

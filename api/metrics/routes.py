@@ -5,6 +5,7 @@ from flask.views import MethodView
 
 from api.blueprint import Blueprint
 from api.db import get_database
+from experiments.analysis_jobs import JobsCollector
 from experiments.telemetry import exposition
 
 blp = Blueprint("metrics", __name__, url_prefix="/metrics", description="Prometheus metrics.")
@@ -20,5 +21,5 @@ class Metrics(MethodView):
     )
     def get(self):
         """Metrics for Prometheus (public, no key needed)"""
-        text, content_type = exposition(get_database())
+        text, content_type = exposition([JobsCollector(get_database())])
         return Response(text, content_type=content_type)
