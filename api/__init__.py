@@ -3,7 +3,6 @@
 gunicorn 'api:create_app()'
 """
 
-import logging
 from collections.abc import Mapping
 
 from flask import Flask, send_from_directory
@@ -13,12 +12,13 @@ from marshmallow import validate
 from sqlalchemy.exc import OperationalError
 from swagger_ui_bundle import swagger_ui_path
 
-from api import converters, errors, pages, rules
+from api import converters, errors, pages, request_telemetry, rules
 from api.auth import SECURITY_SCHEME
 from api.blueprint import refuse_bodies_that_are_not_json
 from api.db import init_database
-from api.fastlane import AssignmentFastLane
+from api.fastlane import FAST_LANE, AssignmentFastLane
 from api.jsonio import OrjsonProvider
+from api.logs import configure_logging
 from api.settings import instance_secret, load_settings
 from experiments.errors import KairosError
 
@@ -100,7 +100,8 @@ def create_app(config: Mapping | None = None) -> Flask:
         pages.init_app(app)
     errors.answer_refusals_in_json()
     if app.config.get("KAIROS_FAST_LANE", True):
-        app.wsgi_app = AssignmentFastLane(app, app.wsgi_app)
+        app.wsgi_app = app.extensions[FAST_LANE] = AssignmentFastLane(app, app.wsgi_app)
+    request_telemetry.init_app(app)
     return app
 
 
@@ -124,16 +125,8 @@ def blueprints() -> list:
     from api.experiments.routes import blp as experiments
     from api.health.routes import blp as health
     from api.learnings.routes import blp as learnings
+    from api.metrics.routes import blp as metrics
     from api.outcomes.routes import blp as outcomes
     from api.results.routes import blp as results
 
-    return [health, experiments, assignments, outcomes, results, analyses, learnings]
-
-
-def configure_logging(app: Flask) -> None:
-    level = getattr(logging, app.config["KAIROS_LOG_LEVEL"], logging.INFO)
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-    for name in ("api", "experiments", "bandits", "analysis"):
-        logging.getLogger(name).setLevel(level)
+    return [health, metrics, experiments, assignments, outcomes, results, analyses, learnings]

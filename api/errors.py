@@ -128,11 +128,21 @@ def answer_refusals_in_json() -> None:
     if getattr(util.write_error, "kairos", False):
         return
 
+    from api.request_telemetry import new_request_id
+
     def write_error(sock, status_int, reason, mesg):
         body = orjson.dumps(error_payload(status_int, mesg or None)) + b"\n"
+        request_id = new_request_id()  # the request's own was not read: a new one
+        log.info(
+            "refused by the server: %s %s",
+            status_int,
+            reason,
+            extra={"request_id": request_id, "status": status_int},
+        )
         head = (
             f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"X-Request-Id: {request_id}\r\n\r\n"
         )
         util.write_nonblock(sock, head.encode("latin-1") + body)
 

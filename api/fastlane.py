@@ -27,12 +27,14 @@ from api.auth import lookup_key
 from api.db import CACHE_EXTENSION
 from api.db import EXTENSION as DATABASE_EXTENSION
 from api.jsonio import dumps
+from api.request_telemetry import ROUTE
 from experiments import bounds, keys
 from experiments.assignment.assign import UnitRequest, assign
 
 log = logging.getLogger(__name__)
 
 PATH = "/v1/assignments"
+FAST_LANE = "kairos.fast_lane"  # its app.extensions key (tests read `served`)
 
 
 class AssignmentFastLane:
@@ -48,6 +50,7 @@ class AssignmentFastLane:
         if answer is None:
             return self.wsgi_app(environ, start_response)
         self.served += 1
+        environ[ROUTE] = PATH  # the Flask view's rule, for /metrics and the request log
         start_response(
             "200 OK",
             [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],

@@ -1,11 +1,20 @@
 """Run the app under gunicorn from Python, for `kairos serve`."""
 
+import glob
 import hashlib
 import os
+import shutil
 import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from sqlalchemy.engine import URL
+
+from api.logs import JsonFormatter
+from experiments.telemetry import MULTIPROCESS_DIR, forget_process
 
 
 class KairosServer(BaseApplication):
@@ -89,7 +98,7 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def run_gunicorn(
-    *, bind: str, workers: int, threads: int, access_log: bool, analysis_worker: bool = False
+    *, bind: str, workers: int, threads: int, json_logs: bool, analysis_worker: bool = False
 ) -> None:
     options = {
         "bind": bind,
@@ -107,7 +116,43 @@ def run_gunicorn(
         # Kairos uses no gunicorn control socket; its default path (~/.gunicorn/gunicorn.ctl)
         # would be shared by every server the same user runs.
         "control_socket_disable": True,
+        # A worker gone (restarted, killed): its live gauges leave the metrics, its counts stay.
+        "child_exit": lambda _arbiter, worker: forget_process(worker.pid),
+        # No gunicorn access log: Kairos writes its own request lines (api/request_telemetry.py),
+        # with the route rather than the path and query (which may carry a token).
     }
-    if access_log:
-        options["accesslog"] = "-"
-    KairosServer(options, analysis_worker=analysis_worker).run()
+    if json_logs:
+        options["logger_class"] = JsonGunicornLogger
+    with metrics_directory():
+        KairosServer(options, analysis_worker=analysis_worker).run()
+
+
+class JsonGunicornLogger(glogging.Logger):
+    """gunicorn's own lines (workers booting, timeouts, errors) as JSON lines too."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JsonFormatter())
+
+
+@contextmanager
+def metrics_directory() -> Iterator[str]:
+    """Where the workers keep their metrics (PROMETHEUS_MULTIPROC_DIR), so that a scrape of
+    any worker sums them all: the operator's folder, emptied of a previous run's files, or
+    else a private temporary one, removed when the server stops."""
+    given = os.environ.get(MULTIPROCESS_DIR)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for stale in glob.glob(os.path.join(given, "*.db")):
+            os.remove(stale)
+        yield given
+        return
+    folder = tempfile.mkdtemp(prefix="kairos-metrics-")
+    os.environ[MULTIPROCESS_DIR] = folder
+    try:
+        yield folder
+    finally:
+        os.environ.pop(MULTIPROCESS_DIR, None)
+        shutil.rmtree(folder, ignore_errors=True)

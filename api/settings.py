@@ -15,6 +15,9 @@ def load_settings(instance_path: str, environ: Mapping[str, str] | None = None) 
     - KAIROS_SECRET_KEY: Flask secret key; default: a random key kept in the instance folder
       (see `instance_secret`).
     - KAIROS_LOG_LEVEL: logging level name; default INFO.
+    - KAIROS_LOG_FORMAT: "text" (default) or "json": one JSON object per line (api/logs.py).
+    - KAIROS_ACCESS_LOG: "1" or "true" writes a line per request (method, route, status,
+      duration, request id, pid); default: on with JSON logs, off with text.
     - KAIROS_CACHE_SECONDS: how long a worker reuses an experiment's configuration before
       reading it again (default 1 s; state changes made by other workers show within it;
       a request with a simulated `now` re-checks every time).
@@ -27,15 +30,27 @@ def load_settings(instance_path: str, environ: Mapping[str, str] | None = None) 
     database_url = environ.get("KAIROS_DATABASE_URL") or (
         f"sqlite:///{Path(instance_path) / DEFAULT_DATABASE_FILE}"
     )
+    log_format = log_format_of(environ)
     return {
         "KAIROS_DATABASE_URL": database_url,
         "SECRET_KEY": environ.get("KAIROS_SECRET_KEY"),
         "KAIROS_LOG_LEVEL": environ.get("KAIROS_LOG_LEVEL", "INFO").upper(),
+        "KAIROS_LOG_FORMAT": log_format,
+        "KAIROS_ACCESS_LOG": environ.get(
+            "KAIROS_ACCESS_LOG", "1" if log_format == "json" else ""
+        ).lower()
+        in ("1", "true", "yes"),
         "KAIROS_RUN_WORKER": environ.get("KAIROS_RUN_WORKER", "auto").lower(),
         "KAIROS_CACHE_SECONDS": float(environ.get("KAIROS_CACHE_SECONDS", "1.0")),
         "KAIROS_UI_COOKIE_SECURE": environ.get("KAIROS_UI_COOKIE_SECURE", "").lower()
         in ("1", "true", "yes"),
     }
+
+
+def log_format_of(environ: Mapping[str, str] | None = None) -> str:
+    """KAIROS_LOG_FORMAT: "json", or "text" for anything else."""
+    environ = os.environ if environ is None else environ
+    return "json" if environ.get("KAIROS_LOG_FORMAT", "").lower() == "json" else "text"
 
 
 def instance_secret(instance_path: str) -> str:

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from analysis.pymc_models import factorial_problem
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 METHODS = ("hierarchical", "factorial")
 STALE_AFTER = timedelta(minutes=5)
+STATUSES = ("queued", "running", "succeeded", "failed")
+# /metrics's buckets of a finished job's run time: PyMC analyses take seconds to an hour.
+JOB_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 PROGRESS_EVERY_SECONDS = 1.0
 
 
@@ -95,6 +99,63 @@ def get_job(*, session: Session, job_id: int) -> tuple[AnalysisJob, str]:
     if job is None:
         raise NotFound(f"No analysis with id {job_id}.")
     return job, session.get(Experiment, job.experiment_id).key
+
+
+def job_statistics(*, session: Session) -> tuple[dict[str, int], dict[str, list[float]]]:
+    """Jobs by status, and the run time in seconds of each finished one by its status (what
+    /metrics reports: every job of the database, whichever worker ran it)."""
+    counts = dict(
+        session.execute(select(AnalysisJob.status, func.count()).group_by(AnalysisJob.status)).all()
+    )
+    durations: dict[str, list[float]] = {}
+    finished = session.execute(
+        select(AnalysisJob.status, AnalysisJob.started_at, AnalysisJob.finished_at).where(
+            AnalysisJob.status.in_(("succeeded", "failed")),
+            AnalysisJob.started_at.is_not(None),
+            AnalysisJob.finished_at.is_not(None),
+        )
+    )
+    for status, started, ended in finished:
+        durations.setdefault(status, []).append(max(0.0, (ended - started).total_seconds()))
+    return counts, durations
+
+
+class JobsCollector:
+    """Analysis jobs by status, and the durations of the finished ones, read from the
+    database when scraped: the same figures from every process and every node (aggregate
+    them with max, not sum)."""
+
+    def __init__(self, database):
+        self.database = database
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+        try:
+            with self.database.session() as session:
+                counts, durations = job_statistics(session=session)
+        except SQLAlchemyError:
+            return  # /health says the database is unreachable; the rest still scrapes
+        jobs = GaugeMetricFamily(
+            "kairos_analysis_jobs",
+            "Analysis jobs in the database, by status (database-wide).",
+            labels=["status"],
+        )
+        for status in STATUSES:
+            jobs.add_metric([status], counts.get(status, 0))
+        yield jobs
+        histogram = HistogramMetricFamily(
+            "kairos_analysis_job_duration_seconds",
+            "Run time (start to finish) of finished analysis jobs, by final status "
+            "(database-wide).",
+            labels=["status"],
+        )
+        for status in ("succeeded", "failed"):
+            seconds = durations.get(status, [])
+            buckets = [(str(b), sum(1 for s in seconds if s <= b)) for b in JOB_BUCKETS]
+            buckets.append(("+Inf", len(seconds)))
+            histogram.add_metric([status], buckets, sum(seconds))
+        yield histogram
 
 
 def claim(database: Database, worker: str, now: datetime | None = None) -> int | None:

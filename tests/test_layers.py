@@ -238,6 +238,7 @@ ROOMS = (
     "vocabulary",
     "bounds",
     "spec",
+    "telemetry",
     "storage",
     "segmentation",
     "snapshot",

@@ -1,6 +1,7 @@
 """`kairos serve` and `kairos worker`: the two processes a deployment runs, the HTTP API (with
 gunicorn) and the PyMC analysis jobs."""
 
+import os
 import sys
 
 import click
@@ -16,7 +17,18 @@ from experiments.storage.database import Database
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes.")
 @click.option("--threads", default=4, show_default=True, type=int, help="Threads per process.")
-@click.option("--access-log/--no-access-log", default=False, show_default=True)
+@click.option(
+    "--access-log/--no-access-log",
+    default=None,
+    help="A log line per request (method, route, status, duration, request id). "
+    "Default: on with --log-format json, else off.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text or as JSON objects. Default: KAIROS_LOG_FORMAT, else text.",
+)
 @click.option(
     "--analysis-worker/--no-analysis-worker",
     default=None,
@@ -30,11 +42,19 @@ def serve(
     port: int,
     workers: int,
     threads: int,
-    access_log: bool,
+    access_log: bool | None,
+    log_format: str | None,
     analysis_worker: bool | None,
 ):
     """Serve the API with gunicorn (migrating the embedded SQLite database first)."""
     from api.server import port_in_use, run_gunicorn
+    from api.settings import log_format_of
+
+    # The workers read these from the environment (api/settings.py), as a deployment's would.
+    if log_format is not None:
+        os.environ["KAIROS_LOG_FORMAT"] = log_format
+    if access_log is not None:
+        os.environ["KAIROS_ACCESS_LOG"] = "1" if access_log else "0"
 
     if port_in_use(host, port):
         raise click.ClickException(f"{host}:{port} is already in use; choose another --port.")
@@ -55,7 +75,7 @@ def serve(
         bind=f"{host}:{port}",
         workers=workers,
         threads=threads,
-        access_log=access_log,
+        json_logs=log_format_of() == "json",
         analysis_worker=analysis_worker,
     )
 

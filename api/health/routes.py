@@ -22,6 +22,19 @@ class Health(MethodView):
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, schema=HealthSchema)
     def get(self):
-        """Service health (public, no key needed)"""
+        """Readiness (public, no key needed): the database answers and its schema is current;
+        a 503 means route no traffic here"""
         report = health.check(get_database())
         return report, (200 if report["status"] == "ok" else 503)
+
+
+class LivenessSchema(Schema):
+    status = fields.String(metadata={"enum": ["ok"]})
+
+
+@blp.route("/live")
+class Liveness(MethodView):
+    @blp.response(200, LivenessSchema)
+    def get(self):
+        """The process answers (public; touches no database): a failure means restart it"""
+        return {"status": "ok"}

@@ -29,6 +29,7 @@ from experiments.statistics.comparisons import tripped_guardrails
 from experiments.storage.database import Database
 from experiments.storage.repository import get_experiment
 from experiments.storage.tables import AllocationPeriod, Experiment
+from experiments.telemetry import count_reweight
 from experiments.vocabulary import OTHER_SEGMENT
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def maybe_reweight(
                 try:
                     open_period(session=session, snapshot=snapshot, weights=weights, now=now)
                     session.commit()
+                    count_reweight("scheduled")
                 except Conflict:  # another reweight got there first; its period stands
                     session.rollback()
     cache.invalidate(snapshot.key)
@@ -87,6 +89,7 @@ def reweight(
         period = open_period(session=session, snapshot=snapshot, weights=weights, now=now)
         schedule_next_reweight(session=session, snapshot=snapshot, now=now)
         session.commit()
+    count_reweight("manual")
     cache.invalidate(key)
     return period
 

@@ -29,6 +29,7 @@ from experiments.segmentation import segment_of
 from experiments.snapshot import ExperimentSnapshot, SnapshotCache
 from experiments.storage.database import Database
 from experiments.storage.writer import GroupCommitWriter
+from experiments.telemetry import count_assignments
 from experiments.vocabulary import HOLDOUT_ARM
 
 
@@ -99,6 +100,7 @@ def assign(
     default_zone = _zone(snapshot.timezone)
     zones = [tz or default_zone for tz in given]
     if snapshot.status == "concluded":
+        count_assignments(winner=len(units))
         return _winner_answers(snapshot, units, zones, now)
     if snapshot.status != "running":
         raise Conflict(
@@ -139,6 +141,12 @@ def assign(
         return stored, decisions
 
     stored, decisions = writer.run(write)
+    holdout = sum(1 for d in decisions if d["holdout"])
+    count_assignments(
+        assigned=len(decisions) - holdout,
+        holdout=holdout,
+        repeated=len(units) - len(decisions),
+    )
 
     by_unit = {d["unit_id"]: d for d in decisions}
     answers = []

@@ -38,6 +38,7 @@ from experiments.snapshot import ExperimentSnapshot, SnapshotCache
 from experiments.statistics.counting import event_amount
 from experiments.storage.database import Database
 from experiments.storage.writer import GroupCommitWriter
+from experiments.telemetry import count_outcome_events
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,13 @@ def ingest(
         writer.run(lambda transaction: write_outcomes(transaction, prepared)) if rows else set()
     )
     unattributed = sum(1 for row in rows if row.event_id in inserted and not row.attributed)
-    return IngestCounts(
+    counts = IngestCounts(
         accepted=len(inserted),
         duplicates=len(events) - len(inserted),
         unattributed=unattributed,
     )
+    count_outcome_events(**vars(counts))
+    return counts
 
 
 def _snapshots(database, cache, events) -> dict[str, ExperimentSnapshot | None]:

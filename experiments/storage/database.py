@@ -28,7 +28,10 @@ def make_engine(url: str | URL) -> Engine:
     url = normalise_url(url)
     if url.get_backend_name() == "sqlite":
         return _make_sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # hide_parameters: an error's text (logged with a 500) never carries a request's values.
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+    )
 
 
 def _make_sqlite_engine(url: URL) -> Engine:
@@ -37,6 +40,7 @@ def _make_sqlite_engine(url: URL) -> Engine:
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        hide_parameters=True,
     )
 
     @event.listens_for(engine, "connect")

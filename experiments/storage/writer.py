@@ -31,6 +31,7 @@ from typing import TypeVar
 from sqlalchemy.exc import OperationalError
 
 from experiments.storage.database import Database
+from experiments.telemetry import waiting_for_write_lock
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +354,8 @@ class GroupCommitWriter:
             yield
             return
         lock = self._write_lock()
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        with waiting_for_write_lock():
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:

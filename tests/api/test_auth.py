@@ -9,6 +9,8 @@ from tests.utils.factories import experiment_body, make_experiment
 
 PUBLIC_ENDPOINTS = {
     "health.Health",
+    "health.Liveness",
+    "metrics.Metrics",
     "api-docs.openapi_json",
     "api-docs.openapi_swagger_ui",
     "docs_assets",

@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from api import create_app
+from api.fastlane import FAST_LANE
 from experiments import lifecycle
 from tests.utils.assignments import start
 from tests.utils.factories import experiment_body
@@ -46,7 +47,7 @@ def test_the_lane_and_the_view_give_the_same_bytes(
     rng = random.Random(20261129)  # hash seeds that hold some of the ten units out
     monkeypatch.setattr(lifecycle, "new_seed", lambda: rng.getrandbits(31))
     start(client, keys, experiment_body(holdout=holdout))
-    lane = app.wsgi_app
+    lane = app.extensions[FAST_LANE]
     headers = json_headers(keys["assign"])
     held_out = set()
     for unit in (f"user-{n}" for n in range(1, 11)):
@@ -83,7 +84,7 @@ def test_anything_unusual_is_answered_by_flask_in_the_error_shape(
     app, client, keys, change, scope, code, field
 ):
     start(client, keys, experiment_body())
-    lane = app.wsgi_app
+    lane = app.extensions[FAST_LANE]
     served = lane.served
     headers = json_headers(keys[scope]) if scope else {"Content-Type": "application/json"}
     response = post(client, {**BODY, **change}, headers)
@@ -96,7 +97,7 @@ def test_anything_unusual_is_answered_by_flask_in_the_error_shape(
 
 def test_bodies_it_is_unsure_of_reach_flask_intact(app, client, keys):
     start(client, keys, experiment_body())
-    lane = app.wsgi_app
+    lane = app.extensions[FAST_LANE]
     served = lane.served
     headers = keys["assign"]
     # Not declared as JSON: Flask decides (and says what it wants).
@@ -113,7 +114,7 @@ def test_bodies_it_is_unsure_of_reach_flask_intact(app, client, keys):
 
 def test_an_admins_simulated_clock_is_honoured_through_flask(app, client, keys):
     start(client, keys, experiment_body())
-    lane = app.wsgi_app
+    lane = app.extensions[FAST_LANE]
     served = lane.served
     body = {**BODY, "now": "2030-01-01T12:00:00Z"}
     response = post(client, body, json_headers(keys["admin"]))
@@ -128,7 +129,7 @@ def test_a_paused_experiment_is_refused_and_nothing_is_stored(app, client, keys)
         client.post("/v1/experiments/onboarding-nudge/pause", headers=keys["manage"]).status_code
         == 200
     )
-    lane = app.wsgi_app
+    lane = app.extensions[FAST_LANE]
     served = lane.served
     response = post(client, BODY, json_headers(keys["assign"]))
     assert response.status_code == 409
