@@ -197,6 +197,8 @@ API_SQLALCHEMY_IMPORTS = {
     "api/__init__.py": {"sqlalchemy.exc.OperationalError"},  # registered as an error handler
     "api/errors.py": {"sqlalchemy.exc.OperationalError"},  # a busy database answers 503
     "api/server.py": {"sqlalchemy.engine.URL"},  # the database URL names the analysis lock
+    # an unreachable database is said in a sentence, not a traceback
+    "api/cli/database.py": {"sqlalchemy.exc.OperationalError"},
 }
 
 
