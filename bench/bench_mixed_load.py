@@ -498,8 +498,13 @@ def measure(name: str, database_url: str | None) -> dict:
     for line in table(tallies, elapsed):
         print(line)
     errors = sum(t.errors for t in tallies.values())
-    if any(t.behind for t in tallies.values()):
-        print("  fell behind: requests were still due at the end; the latencies include the wait")
+    behind = sum(t.behind for t in tallies.values())
+    if behind:
+        due = behind + sum(t.requests for t in tallies.values())
+        print(
+            f"  {behind:,} requests ({behind / due:.1%}) were due but not sent when the time was "
+            "up: the server (or the clients) were behind then"
+        )
     for tally in tallies.values():
         for line in tally.first_errors:
             print(f"  error: {line}")
