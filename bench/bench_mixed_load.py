@@ -110,7 +110,7 @@ MANUAL_LEARNINGS = [
 LEARNING_QUERIES = [
     "/v1/learnings?q=morning+commute",
     "/v1/learnings?q=evening&metric=activated",
-    "/v1/learnings?q=push+notifications&tag=research",
+    "/v1/learnings?q=evening+pushes&tag=research",
     "/v1/learnings?segment=newcomers&metric=activated&factor=channel&sort=-lift",
     f"/v1/learnings?experiment={FIXED['key']}&verdict=inconclusive&page_size=20",
     "/v1/learnings?tag=q4-2026&sort=-date&page=2&page_size=10",
@@ -399,6 +399,15 @@ def seed(base: str, token: str, ledger: Ledger) -> None:
         call("POST", f"{base}/v1/learnings", token, body)
 
 
+def rows_found(base: str, token: str) -> list[int]:
+    """Rows each learnings query answers (the evidence: experiments pooled)."""
+    found = []
+    for query in LEARNING_QUERIES:
+        answer = call("GET", f"{base}{query}", token)
+        found.append(len(answer["experiments"] if isinstance(answer, dict) else answer))
+    return found
+
+
 def stored(database_url: str) -> dict[str, int]:
     """Rows of the tables that count what was acknowledged, read straight from the database."""
     from sqlalchemy import create_engine, text
@@ -488,6 +497,7 @@ def measure(name: str, database_url: str | None) -> dict:
         seed(base, token, ledger)
         seeded = (len(ledger.assignment_ids), len(ledger.event_ids))
         print(f"  server up and seeded in {time.monotonic() - began:.1f} s")
+        print(f"  rows each learnings query finds: {rows_found(base, token)}")
         tallies, finished = run_mix(base, token, ledger, SECONDS)
         began = time.monotonic()
         counts = stored(env["KAIROS_DATABASE_URL"])
