@@ -4,15 +4,10 @@ started again on the same SQLite file. Every acknowledged assignment and event i
 once, the maintained statistics agree with a recount of the raw rows, the database passes its
 integrity check, and the restarted server answers."""
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from contextlib import contextmanager, suppress
-from pathlib import Path
+from contextlib import suppress
 
 import pytest
 import requests
@@ -22,52 +17,12 @@ from experiments.keys import create_key
 from experiments.storage import migrate
 from experiments.storage.database import Database
 from tests.conftest import create_postgres_database, get_database_of
-from tests.pg import PostgresCluster, free_port
+from tests.pg import PostgresCluster
+from tests.servers import kairos_serve, run_kairos
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import experiment_body
 
-KAIROS = Path(sys.executable).with_name("kairos")
 CLIENTS, BATCH = 3, 200
-
-
-@contextmanager
-def server(database: Path, log: Path):
-    """A `kairos serve` in a process group of its own (so that SIGKILL reaches master and
-    workers together, as a machine losing power would); yields (base URL, its output)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "KAIROS_DATABASE_URL": f"sqlite:///{database}",
-        "KAIROS_SECRET_KEY": "faults",
-    }
-    with log.open("a") as output:
-        process = subprocess.Popen(
-            [str(KAIROS), "serve", "--port", str(port), "--workers", "2"],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            if requests.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.1)
-    try:
-        yield base, process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-
-
-def kill_minus_nine(process) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
 
 
 class Load:
@@ -152,22 +107,20 @@ def test_sigkill_during_mixed_load_loses_and_doubles_nothing(tmp_path):
     body = experiment_body(
         allocation="thompson", bandit={"min_units_per_arm": 5, "update_every_seconds": 60}
     )
-    with server(database, log) as (base, process):
-        token = next(
-            line.strip()
-            for line in log.read_text().splitlines()
-            if line.strip().startswith("kairos_")
-        )
+    url = f"sqlite:///{database}"
+    with kairos_serve(url, log) as served:
+        base, token = served.base, served.admin_token()
         headers = {"Authorization": f"Bearer {token}"}
         assert requests.post(f"{base}/v1/experiments", json=body, headers=headers).ok
         assert requests.post(f"{base}/v1/experiments/{body['key']}/start", headers=headers).ok
         load = Load(base, token, body["key"])
-        load.run(4.0, before_stop=lambda: kill_minus_nine(process))
+        load.run(4.0, before_stop=served.kill)
     assert load.assigned and load.events, log.read_text()
 
-    with server(database, log) as (base, _):
-        headers = {"Authorization": f"Bearer {token}"}
-        results = requests.get(f"{base}/v1/experiments/{body['key']}/results", headers=headers)
+    with kairos_serve(url, log) as served:
+        results = requests.get(
+            f"{served.base}/v1/experiments/{body['key']}/results", headers=headers
+        )
         assert results.status_code == 200, results.text
 
     with sqlite3.connect(database) as connection:
@@ -177,13 +130,7 @@ def test_sigkill_during_mixed_load_loses_and_doubles_nothing(tmp_path):
     assert load.assigned <= stored, len(load.assigned - stored)
     assert load.events <= set(events), len(load.events - set(events))
     assert len(events) == len(set(events))
-    check = subprocess.run(
-        [str(KAIROS), "stats", "check", body["key"]],
-        env={**os.environ, "KAIROS_DATABASE_URL": f"sqlite:///{database}"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    check = run_kairos(url, "stats", "check", body["key"])
     assert check.returncode == 0, check.stdout + check.stderr
     assert "statistics agree" in check.stdout
     print(
