@@ -11,6 +11,7 @@ from contextlib import suppress
 
 import pytest
 import requests
+from sqlalchemy import text
 
 from api import create_app
 from experiments.keys import create_key
@@ -196,3 +197,208 @@ def test_an_app_node_rides_out_a_postgresql_restart(tmp_path):
         get_database_of(app).dispose()
     finally:
         cluster.stop()
+
+
+# An interrupted reweight. The write that opens a period is short (an UPDATE of the experiment,
+# an INSERT of the period), so to land a SIGKILL inside it, the test's database holds it open:
+# a trigger after the period's INSERT waits on an advisory lock the test holds (PostgreSQL), or
+# grinds through a cross join (SQLite, whose triggers can neither sleep nor wait). The kill
+# comes only once the test has seen the transaction open and past the INSERT.
+PAUSE_LOCK = 4242
+
+
+@pytest.fixture
+def fault_database_url(backend, tmp_path, request):
+    """A migrated database of this test's own (a trigger is added to it)."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/kairos.sqlite3"
+    else:
+        url = create_postgres_database(
+            request.getfixturevalue("postgres_url"), "kairos_faults_reweight"
+        )
+    database = Database(url)
+    migrate.upgrade(database)
+    database.dispose()
+    return url
+
+
+def pause_after_period_insert(database: Database) -> None:
+    with database.engine.begin() as connection:
+        if database.dialect == "postgresql":
+            connection.exec_driver_sql(
+                "CREATE FUNCTION pause_reweight() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"PERFORM pg_advisory_lock({PAUSE_LOCK}); "
+                f"PERFORM pg_advisory_unlock({PAUSE_LOCK}); RETURN NEW; END $$"
+            )
+            connection.exec_driver_sql(
+                "CREATE TRIGGER pause_reweight AFTER INSERT ON allocation_period "
+                "FOR EACH ROW EXECUTE FUNCTION pause_reweight()"
+            )
+        else:
+            connection.exec_driver_sql("CREATE TABLE pause_rows (n INTEGER)")
+            connection.exec_driver_sql(
+                "INSERT INTO pause_rows SELECT value FROM json_each(?)",
+                (str(list(range(2_000))),),
+            )
+            connection.exec_driver_sql(
+                "CREATE TRIGGER pause_reweight AFTER INSERT ON allocation_period BEGIN "
+                "SELECT count(*) FROM pause_rows a, pause_rows b, pause_rows c; END"
+            )
+
+
+def remove_pause(database: Database) -> None:
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "DROP TRIGGER pause_reweight"
+            + (" ON allocation_period" if database.dialect == "postgresql" else "")
+        )
+        if database.dialect == "postgresql":
+            connection.exec_driver_sql("DROP FUNCTION pause_reweight()")
+        else:
+            connection.exec_driver_sql("DROP TABLE pause_rows")
+
+
+def paused_reweight_postgres(connection) -> int | None:
+    """The backend of a reweight paused after its period's INSERT, with the experiment's row
+    updated in the same open transaction; its pid, or None."""
+    return connection.execute(
+        text(
+            "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+            "WHERE a.wait_event_type = 'Lock' AND a.wait_event = 'advisory' "
+            "AND a.query LIKE 'INSERT INTO allocation_period%' AND a.backend_xid IS NOT NULL "
+            "AND l.relation = 'experiment'::regclass AND l.mode = 'RowExclusiveLock'"
+        )
+    ).scalar_one_or_none()
+
+
+def sqlite_write_lock_held(path: str) -> bool:
+    connection = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:  # database is locked: a write transaction is open
+        return True
+    finally:
+        connection.close()
+
+
+def current_period(database: Database, key: str) -> tuple[int, list[tuple]]:
+    """The experiment's current period number and all its period rows."""
+    with database.engine.connect() as connection:
+        experiment_id, number = connection.execute(
+            text("SELECT id, current_period FROM experiment WHERE key = :key"), {"key": key}
+        ).one()
+        rows = connection.execute(
+            text(
+                "SELECT id, number, seed, weights FROM allocation_period "
+                "WHERE experiment_id = :id ORDER BY number"
+            ),
+            {"id": experiment_id},
+        ).all()
+    return number, [tuple(row) for row in rows]
+
+
+def test_a_reweight_killed_midway_leaves_the_previous_period_in_force(
+    backend, fault_database_url, tmp_path
+):
+    url, log = fault_database_url, tmp_path / "server.log"
+    body = experiment_body(
+        allocation="thompson",
+        bandit={"min_units_per_arm": 5, "update_every_seconds": 3600},
+        holdout=0.0,
+    )
+    key = body["key"]
+    database = Database(url)
+    with kairos_serve(url, log, args=["--no-analysis-worker"]) as served:
+        headers = {"Authorization": f"Bearer {served.admin_token()}"}
+        base = served.base
+        assert requests.post(f"{base}/v1/experiments", json=body, headers=headers).ok
+        assert requests.post(f"{base}/v1/experiments/{key}/start", headers=headers).ok
+        units = [{"unit_id": f"u{i}"} for i in range(300)]
+        first = requests.post(
+            f"{base}/v1/assignments/batch",
+            json={"experiment": key, "units": units},
+            headers=headers,
+        ).json()["assignments"]
+        reweighted = requests.post(f"{base}/v1/experiments/{key}/reweight", headers=headers)
+        assert reweighted.status_code == 200, reweighted.text
+        before = current_period(database, key)
+        assert before[0] == 2 and len(before[1]) == 2
+
+        pause_after_period_insert(database)
+        holder = None
+        if database.dialect == "postgresql":  # autocommit: each look at pg_stat_activity is fresh
+            holder = database.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if holder is not None:
+            holder.execute(text(f"SELECT pg_advisory_lock({PAUSE_LOCK})"))
+        answers = []
+        attempt = threading.Thread(
+            target=lambda: answers.append(
+                suppress_connection_errors(
+                    requests.post, f"{base}/v1/experiments/{key}/reweight", headers=headers
+                )
+            )
+        )
+        attempt.start()
+        # Mid-way: on PostgreSQL, the reweight's backend is seen waiting in the trigger with
+        # its INSERT done and the experiment's row updated; on SQLite, the write lock is held
+        # a whole second (a reweight's write takes milliseconds), and the reweight is the only
+        # request in flight.
+        deadline, held_since, paused = time.monotonic() + 20, None, None
+        while paused is None and time.monotonic() < deadline:
+            if holder is not None:
+                paused = paused_reweight_postgres(holder)
+            elif sqlite_write_lock_held(database.url.database):
+                held_since = held_since or time.monotonic()
+                paused = time.monotonic() - held_since >= 1.0 or None
+            else:
+                held_since = None
+            time.sleep(0.05)
+        assert paused, "the reweight was never seen mid-way"
+        assert not answers  # it has not answered
+        served.kill()
+        attempt.join(timeout=30)
+        assert answers == [None]  # the connection dropped: nothing was acknowledged
+        if holder is not None:
+            # The orphaned backend finishes its INSERT, finds its client gone, rolls back.
+            holder.execute(text(f"SELECT pg_advisory_unlock({PAUSE_LOCK})"))
+            deadline = time.monotonic() + 20
+            while (
+                time.monotonic() < deadline
+                and holder.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": paused}
+                ).scalar_one()
+            ):
+                time.sleep(0.05)
+            holder.close()
+    remove_pause(database)
+
+    after = current_period(database, key)
+    assert after == before  # the same period, same id, seed and weights; no half-written row
+    with kairos_serve(url, log, args=["--no-analysis-worker"]) as served:
+        base = served.base
+        again = requests.post(
+            f"{base}/v1/assignments/batch",
+            json={"experiment": key, "units": [*units, {"unit_id": "new-unit"}]},
+            headers=headers,
+        ).json()["assignments"]
+        assert [a["variant"] for a in again[:-1]] == [a["variant"] for a in first]  # sticky
+        assert again[-1]["period"] == 2  # a new unit is assigned in the period in force
+        reweighted = requests.post(f"{base}/v1/experiments/{key}/reweight", headers=headers)
+        assert reweighted.status_code == 200, reweighted.text
+        assert reweighted.json()["period"] == 3
+    number, rows = current_period(database, key)
+    assert number == 3 and [r[1] for r in rows] == [1, 2, 3] and rows[:2] == before[1]
+    if database.dialect == "sqlite":
+        with sqlite3.connect(database.url.database) as connection:
+            assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    database.dispose()
+
+
+def suppress_connection_errors(call, *args, **kwargs):
+    """The answer, or None if the connection dropped before one came."""
+    try:
+        return call(*args, **kwargs, timeout=60)
+    except requests.ConnectionError:
+        return None
