@@ -17,9 +17,10 @@ from api import create_app
 from experiments.keys import create_key
 from experiments.storage import migrate
 from experiments.storage.database import Database
+from experiments.storage.tables import AnalysisJob
 from tests.conftest import create_postgres_database, get_database_of
 from tests.pg import PostgresCluster
-from tests.servers import kairos_serve, run_kairos
+from tests.servers import kairos_serve, kill_minus_nine, run_kairos, start_worker
 from tests.utils.assignments import assign_batch, start
 from tests.utils.factories import experiment_body
 
@@ -402,3 +403,74 @@ def suppress_connection_errors(call, *args, **kwargs):
         return call(*args, **kwargs, timeout=60)
     except requests.ConnectionError:
         return None
+
+
+@pytest.mark.slow
+def test_an_analysis_job_whose_worker_was_killed_is_run_again(
+    client, keys, database, database_url, tmp_path
+):
+    """`kairos worker` SIGKILLed while it samples: the job stays 'running' with a heartbeat
+    that stops; once it is older than KAIROS_ANALYSIS_STALE_SECONDS another worker claims
+    the job and runs it to 'succeeded' with a result."""
+    start(client, keys, experiment_body(holdout=0.0))
+    answers = assign_batch(
+        client, keys["admin"], "onboarding-nudge", [{"unit_id": f"u{i}"} for i in range(400)]
+    )
+    events = [
+        {"event_id": f"e{i}", "assignment_id": a["assignment_id"], "metric": "activated"}
+        for i, a in enumerate(answers)
+        if i % 4 == 0
+    ]
+    reported = client.post("/v1/outcomes/batch", json={"events": events}, headers=keys["assign"])
+    assert reported.status_code == 202
+    queued = client.post(
+        "/v1/experiments/onboarding-nudge/analyses",
+        json={"method": "hierarchical"},
+        headers=keys["manage"],
+    )
+    job_id = queued.json["id"]
+
+    def job() -> AnalysisJob:
+        with database.session() as session:
+            return session.get(AnalysisJob, job_id)
+
+    def wait_for(condition, seconds: float) -> AnalysisJob:
+        deadline = time.monotonic() + seconds
+        while not condition(found := job()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert condition(found), (found, log.read_text())
+        return found
+
+    log = tmp_path / "workers.log"
+    # A sampler that would run for many minutes, were it not killed.
+    endless = {"DRAWS": "200000", "TUNE": "1000", "CHAINS": "1"}
+    first = start_worker(database_url, log, **sampler(endless))
+    try:
+        # Running, and past the worker's own first progress report (compiling the model, a
+        # heartbeat after the claim's): killed in the middle of the work, not before it began.
+        running = wait_for(lambda j: j.status == "running" and j.progress >= 0.1, 90)
+    finally:
+        kill_minus_nine(first)
+    assert str(first.pid) in running.worker
+    abandoned = job()
+    assert abandoned.status == "running" and abandoned.finished_at is None
+
+    quick = {"DRAWS": "100", "TUNE": "100", "CHAINS": "2", "STALE_SECONDS": "2"}
+    second = start_worker(database_url, log, **sampler(quick))
+    try:
+        done = wait_for(lambda j: j.status in ("succeeded", "failed"), 120)
+    finally:
+        kill_minus_nine(second)
+    assert done.status == "succeeded", done.error
+    assert str(second.pid) in done.worker
+    # Claimed again only once the killed worker's last heartbeat was 2 s old.
+    assert (done.started_at - abandoned.heartbeat_at).total_seconds() >= 2
+    answer = client.get(f"/v1/analyses/{job_id}", headers=keys["read"]).json
+    assert answer["status"] == "succeeded" and answer["progress"] == 1.0
+    assert answer["result"]["sampler"]["draws"] == 100  # the second worker's run
+    assert answer["result"]["segments"][0]["segment"] == "all"
+
+
+def sampler(settings: dict[str, str]) -> dict[str, str]:
+    """KAIROS_ANALYSIS_* variables from {"DRAWS": …}."""
+    return {f"KAIROS_ANALYSIS_{name}": value for name, value in settings.items()}
