@@ -58,33 +58,51 @@ def kairos_serve(database_url: str, log: Path, *, workers: int = 2, args=(), **e
     """`kairos serve` on `database_url` (2 gunicorn workers unless told), answering /health
     when this yields a `Served`; stopped (SIGTERM) at the end unless it died already. The log
     is appended to, so that a server restarted on the same log keeps the first one's output."""
-    port = free_port()
-    env = kairos_env(database_url, **extra_env)
-    with log.open("a") as output:
-        process = subprocess.Popen(
-            [str(KAIROS), "serve", "--port", str(port), "--workers", str(workers), *args],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    served = Served(f"http://127.0.0.1:{port}", process, env, log)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, served.output()
-            assert time.monotonic() < deadline, f"no answer from /health:\n{served.output()}"
-            try:
-                if requests.get(f"{served.base}/health", timeout=1).status_code == 200:
-                    break
-            # Refused until the server listens, unanswered while its workers still boot (over a
-            # second on a busy machine on its first run): both mean "not yet".
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            time.sleep(0.1)
+    with kairos_nodes(database_url, [log], workers=workers, args=args, **extra_env) as (served,):
         yield served
+
+
+@contextmanager
+def kairos_nodes(
+    database_url: str, logs: list[Path], *, workers: int = 2, args=(), **extra_env: str
+):
+    """One `kairos serve` per log file, all on `database_url` (app nodes, as on several
+    hosts), started together; yields their `Served` once each answers /health."""
+    env = kairos_env(database_url, **extra_env)
+    nodes = []
+    try:
+        for log in logs:
+            port = free_port()
+            with log.open("a") as output:
+                process = subprocess.Popen(
+                    [str(KAIROS), "serve", "--port", str(port), "--workers", str(workers), *args],
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            nodes.append(Served(f"http://127.0.0.1:{port}", process, env, log))
+        deadline = time.monotonic() + 90
+        for served in nodes:
+            wait_until_healthy(served, deadline)
+        yield nodes
     finally:
-        stop(process)
+        for served in nodes:
+            stop(served.process)
+
+
+def wait_until_healthy(served: Served, deadline: float) -> None:
+    while True:
+        assert served.process.poll() is None, served.output()
+        assert time.monotonic() < deadline, f"no answer from /health:\n{served.output()}"
+        try:
+            if requests.get(f"{served.base}/health", timeout=1).status_code == 200:
+                return
+        # Refused until the server listens, unanswered while its workers still boot (over a
+        # second on a busy machine on its first run): both mean "not yet".
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        time.sleep(0.1)
 
 
 def start_worker(database_url: str, log: Path, **extra_env: str) -> subprocess.Popen:

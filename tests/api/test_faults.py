@@ -1,8 +1,17 @@
-"""Faults: `kairos serve` (gunicorn, 2 workers) killed with SIGKILL, master and workers at once,
-in the middle of mixed load (assignment batches, outcome batches with resends, reweights), then
-started again on the same SQLite file. Every acknowledged assignment and event is there exactly
-once, the maintained statistics agree with a recount of the raw rows, the database passes its
-integrity check, and the restarted server answers."""
+"""Faults, each a process or the database dying at a bad moment:
+- `kairos serve` (gunicorn, 2 workers) killed with SIGKILL, master and workers at once, in the
+  middle of mixed load (assignment batches, outcome batches with resends, reweights), then
+  started again on the same SQLite file: every acknowledged assignment and event is there
+  exactly once, the maintained statistics agree with a recount of the raw rows, the database
+  passes its integrity check, and the restarted server answers;
+- PostgreSQL stopped at once under an app node: 503 in the error shape, then recovery without
+  a restart;
+- a reweight killed in the middle of its write transaction (SQLite and PostgreSQL): the
+  previous period stays in force, and the next reweight succeeds;
+- `kairos worker` killed while it runs an analysis: another worker takes the job up once its
+  heartbeat is stale, and finishes it.
+Two app nodes under concurrent load, and PostgreSQL restarted under them, are in
+test_concurrency.py."""
 
 import sqlite3
 import threading
@@ -154,37 +163,57 @@ def test_an_app_node_rides_out_a_postgresql_restart(tmp_path):
         with database.session(write=True) as session:
             _, token = create_key(session=session, name="admin", scopes=["admin"])
         database.dispose()
-        app = create_app(
-            {
-                "TESTING": True,
-                "KAIROS_DATABASE_URL": url,
-                "SECRET_KEY": "x",
-                "KAIROS_CACHE_SECONDS": 0,
-            }
+        # Two nodes: one re-reads every experiment and key (each request meets the database
+        # first through SQLAlchemy), one keeps them cached (an outcome batch goes straight to
+        # the write path's own connections).
+        app, cached = (
+            create_app(
+                {
+                    "TESTING": True,
+                    "KAIROS_DATABASE_URL": url,
+                    "SECRET_KEY": "x",
+                    "KAIROS_CACHE_SECONDS": seconds,
+                }
+            )
+            for seconds in (0, 600)
         )
         client, headers = app.test_client(), {"Authorization": f"Bearer {token}"}
         start(client, {"manage": headers}, experiment_body())
         units = [{"unit_id": f"u{i}"} for i in range(50)]
         before = assign_batch(client, headers, "onboarding-nudge", units)
+        event = {"event_id": "e1", "assignment_id": before[0]["assignment_id"]}
+        event["metric"] = "activated"
+        warm = {"events": [{**event, "event_id": "e0"}]}
+        warmed = cached.test_client().post("/v1/outcomes/batch", json=warm, headers=headers)
+        assert warmed.status_code == 202
 
         cluster.halt()
-        for method, path, body in (
-            ("POST", "/v1/assignments/batch", {"experiment": "onboarding-nudge", "units": units}),
-            (
-                "POST",
-                "/v1/outcomes",
-                {
-                    "event_id": "e1",
-                    "assignment_id": before[0]["assignment_id"],
-                    "metric": "activated",
-                },
-            ),
-            ("GET", "/v1/experiments/onboarding-nudge/results", None),
+        for path, body in (
+            ("/v1/outcomes/batch", {"events": [event]}),
+            ("/v1/assignments/batch", {"experiment": "onboarding-nudge", "units": units}),
         ):
-            answer = client.open(path, method=method, json=body, headers=headers)
-            assert answer.status_code == 503, (path, answer.status_code, answer.text)
-            assert set(answer.json) == {"code", "status", "message", "errors"}
-            assert answer.headers["Retry-After"] == "1"
+            for answer in (
+                cached.test_client().post(path, json=body, headers=headers),
+                on_a_new_thread(cached, "POST", path, body, headers),
+            ):
+                assert answer.status_code == 503, (path, answer.status_code, answer.text)
+        requests_while_down = (
+            ("POST", "/v1/assignments/batch", {"experiment": "onboarding-nudge", "units": units}),
+            # The fast lane's key look-up meets the database down: Flask answers.
+            ("POST", "/v1/assignments", {"experiment": "onboarding-nudge", "unit_id": "u1"}),
+            ("POST", "/v1/outcomes", event),
+            ("POST", "/v1/outcomes/batch", {"events": [event]}),
+            ("GET", "/v1/experiments/onboarding-nudge/results", None),
+        )
+        for method, path, body in requests_while_down:
+            # On this thread (its connections were open when the server went) and on a new
+            # one (whose first connection is refused).
+            answers = [client.open(path, method=method, json=body, headers=headers)]
+            answers.append(on_a_new_thread(app, method, path, body, headers))
+            for answer in answers:
+                assert answer.status_code == 503, (path, answer.status_code, answer.text)
+                assert set(answer.json) == {"code", "status", "message", "errors"}
+                assert answer.headers["Retry-After"] == "1"
 
         cluster.resume()
         deadline = time.monotonic() + 30
@@ -196,8 +225,21 @@ def test_an_app_node_rides_out_a_postgresql_restart(tmp_path):
         assert results.status_code == 200
         assert results.json["segments"][0]["units"] == len(units)
         get_database_of(app).dispose()
+        get_database_of(cached).dispose()
     finally:
         cluster.stop()
+
+
+def on_a_new_thread(app, method: str, path: str, body, headers: dict):
+    answers = []
+    thread = threading.Thread(
+        target=lambda: answers.append(
+            app.test_client().open(path, method=method, json=body, headers=headers)
+        )
+    )
+    thread.start()
+    thread.join()
+    return answers[0]
 
 
 # An interrupted reweight. The write that opens a period is short (an UPDATE of the experiment,
