@@ -32,6 +32,9 @@ from experiments.vocabulary import control_index, primary_metric
 log = logging.getLogger(__name__)
 
 METHODS = ("hierarchical", "factorial")
+# A running job whose heartbeat is older than this is taken for dead and claimed again. The
+# longest gap between heartbeats is the model's compilation (no progress is reported while JAX
+# compiles), so this must stay well above it.
 STALE_AFTER = timedelta(minutes=5)
 STATUSES = ("queued", "running", "succeeded", "failed")
 # /metrics's buckets of a finished job's run time: PyMC analyses take seconds to an hour.
@@ -41,21 +44,28 @@ PROGRESS_EVERY_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class JobSettings:
-    """How the worker samples: KAIROS_ANALYSIS_DRAWS, _TUNE and _CHAINS override."""
+    """How the worker samples, and when it takes another worker's job for abandoned:
+    KAIROS_ANALYSIS_DRAWS, _TUNE, _CHAINS and _STALE_SECONDS override."""
 
     # Four chains (split R-hat compares eight halves: stable to ±0.005 where two chains
     # were not) of 600 draws after 500 tuning steps; nutpie's adaptation settles fast.
     draws: int = 600
     tune: int = 500
     chains: int = 4
+    stale_after: timedelta = STALE_AFTER
 
     @classmethod
     def from_env(cls) -> "JobSettings":
-        def number(name: str, default: int) -> int:
+        def number(name: str, default: float, kind=int):
             value = os.environ.get(f"KAIROS_ANALYSIS_{name}")
-            return int(value) if value else default
+            return kind(value) if value else default
 
-        return cls(number("DRAWS", 600), number("TUNE", 500), number("CHAINS", 4))
+        return cls(
+            number("DRAWS", 600),
+            number("TUNE", 500),
+            number("CHAINS", 4),
+            timedelta(seconds=number("STALE_SECONDS", STALE_AFTER.total_seconds(), float)),
+        )
 
 
 def worker_name() -> str:
@@ -158,10 +168,16 @@ class JobsCollector:
         yield histogram
 
 
-def claim(database: Database, worker: str, now: datetime | None = None) -> int | None:
-    """Take the oldest queued job (or one whose worker stopped beating); its id, or None."""
+def claim(
+    database: Database,
+    worker: str,
+    now: datetime | None = None,
+    stale_after: timedelta = STALE_AFTER,
+) -> int | None:
+    """Take the oldest queued job (or one whose worker stopped beating `stale_after` ago); its
+    id, or None."""
     now = now or utcnow()
-    stale = now - STALE_AFTER
+    stale = now - stale_after
     waiting = or_(
         AnalysisJob.status == "queued",
         (AnalysisJob.status == "running") & (AnalysisJob.heartbeat_at < stale),
@@ -309,7 +325,7 @@ class Worker:
 
     def run_once(self) -> str | None:
         """Run one waiting job if there is one; its final status, or None."""
-        job_id = claim(self.database, self.name)
+        job_id = claim(self.database, self.name, stale_after=self.settings.stale_after)
         if job_id is None:
             return None
         log.info("Worker %s runs analysis %s.", self.name, job_id)

@@ -89,7 +89,7 @@ def worker(database: Database, once: bool, poll: float):
 
     Any number of workers may run, on any host sharing the database: each job is claimed by
     one. Stop with Ctrl-C or SIGTERM; a job cut short is taken up again by another worker
-    five minutes after its last heartbeat.
+    five minutes after its last heartbeat (KAIROS_ANALYSIS_STALE_SECONDS).
     """
     import signal
 

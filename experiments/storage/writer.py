@@ -250,15 +250,34 @@ class GroupCommitWriter:
 
     @contextmanager
     def read(self) -> Iterator:
-        """A cursor for reads outside any write transaction, on this thread's connection."""
-        connection = self._connection()
+        """A cursor for reads outside any write transaction, on this thread's connection.
+
+        A connection the server dropped (PostgreSQL restarted) is discarded, so that the next
+        call opens a new one, and raised as SQLAlchemy's OperationalError with the connection
+        invalidated, the API's 503, as the write path does. So is one that cannot be opened
+        (the pool's raw connections raise the driver's own error)."""
+        try:
+            connection = self._connection()
+        except Exception as error:
+            if _connection_lost(error):
+                raise OperationalError(None, None, error, connection_invalidated=True) from error
+            raise
         cursor = connection.cursor()
         try:
             yield cursor
-        finally:
             cursor.close()
             if self.postgres:
                 connection.rollback()  # psycopg opened a transaction for the reads
+        except Exception as error:
+            try:
+                cursor.close()
+                if self.postgres:
+                    connection.rollback()
+            except Exception:
+                self._discard()  # broken: the next call opens a new one
+            if _connection_lost(error):
+                raise OperationalError(None, None, error, connection_invalidated=True) from error
+            raise
 
     def run(self, work: "Callable[[WriteTransaction], T]") -> T:
         """Run `work` in a write transaction, committed together with the work other threads

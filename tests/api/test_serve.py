@@ -4,67 +4,27 @@ It follows the README's walk-through: the one-time admin token, a key, an experi
 and started, read back with another key.
 """
 
-import os
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.pg import free_port
+from tests.servers import KAIROS, kairos_serve
 from tests.utils.factories import experiment_body
-
-KAIROS = Path(sys.executable).with_name("kairos")
 
 
 @contextmanager
 def serving(tmp_path, **extra_env):
-    """A `kairos serve` process on a fresh SQLite file, its output in a log file (a pipe left
-    unread would fill up and stall the server); yields (base URL, admin token, env, output so
-    far)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "KAIROS_DATABASE_URL": f"sqlite:///{tmp_path}/kairos.sqlite3",
-        "KAIROS_SECRET_KEY": "e2e",
-        **extra_env,
-    }
-    log = (tmp_path / "server.log").open("w+")
-    process = subprocess.Popen(
-        [str(KAIROS), "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        output = ""
-        while "Kairos serving on" not in output and time.monotonic() < deadline:
-            assert process.poll() is None, output
-            time.sleep(0.1)
-            log.seek(0)
-            output = log.read()
-        found = re.search(r"^\s+(kairos_\S+)\s*$", output, re.M)
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            # Refused until the server listens, unanswered while its workers still boot (over a
-            # second on a busy machine on its first run): both mean "not yet".
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.1)
-        yield base, found and found.group(1), env, output
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+    """A `kairos serve` process on a fresh SQLite file, its output in a log file; yields (base
+    URL, admin token, env, output so far)."""
+    database_url = f"sqlite:///{tmp_path}/kairos.sqlite3"
+    with kairos_serve(database_url, tmp_path / "server.log", **extra_env) as served:
+        yield served.base, served.admin_token(), served.env, served.output()
 
 
 @pytest.fixture
