@@ -14,6 +14,7 @@ never at import (the `kairos` command imports this module before it sets the var
 """
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,9 +40,18 @@ class Metrics:
     write_lock_wait: object
 
 
-@cache
+_MAKING = threading.Lock()
+
+
 def metrics() -> Metrics:
-    """The metrics of this process, made on first use (see the module's docstring)."""
+    """The metrics of this process, made on first use (see the module's docstring); once,
+    even when a worker's threads all ask at once (a second registration would raise)."""
+    with _MAKING:
+        return _made()
+
+
+@cache
+def _made() -> Metrics:
     from prometheus_client import Counter, Histogram, disable_created_metrics, values
 
     # The way values are kept, as the environment says now (not as it said at import).

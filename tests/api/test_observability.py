@@ -3,9 +3,12 @@ request id echoed in X-Request-Id, no secret in any log line, and /health/live; 
 real `kairos serve` with 2 workers and JSON logs, shared by the tests of this module."""
 
 import json
+import os
 import re
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -13,6 +16,8 @@ import requests
 from api import create_app
 from tests.api.test_serve import KAIROS, raw_request, serving
 from tests.utils.factories import experiment_body
+
+ROOT = Path(__file__).resolve().parents[2]
 
 EXPERIMENT_ROUTE = "/v1/experiments/<key:key>"
 SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
@@ -290,3 +295,28 @@ def test_an_error_is_one_json_line_with_its_traceback_and_request_id(tmp_path):
     assert error["request_id"] == "broken-1"
     assert "RuntimeError: deliberately broken" in error["traceback"]
     assert "\n" not in lines[0]
+
+
+def test_a_workers_threads_asking_for_the_metrics_at_once_make_them_once(tmp_path):
+    """The first requests of a new worker arrive on all its threads together; each asks for
+    the metrics, and they must be made once (a second registration raised: a 500)."""
+    script = (
+        "import threading\n"
+        "from experiments import telemetry\n"
+        "start, failures = threading.Barrier(32), []\n"
+        "def ask():\n"
+        "    start.wait()\n"
+        "    try:\n"
+        "        telemetry.metrics()\n"
+        "    except Exception as error:\n"
+        "        failures.append(repr(error))\n"
+        "threads = [threading.Thread(target=ask) for _ in range(32)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(failures or 'ok')\n"
+    )
+    for _ in range(5):
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=ROOT
+        )
+        assert done.stdout.strip() == "ok", done.stdout + done.stderr
