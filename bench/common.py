@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks: servers on loopback, wrk runs, medians, printing."""
 
+import contextlib
 import http.client
 import json
 import os
@@ -21,6 +22,8 @@ BIN = Path(sys.executable).parent
 # `kairos serve` defaults, used for every server measured (override to explore).
 WORKERS = int(os.environ.get("KAIROS_BENCH_WORKERS", 2))
 THREADS = int(os.environ.get("KAIROS_BENCH_THREADS", 4))
+# Rounds of the benchmarks that compare SQLite and PostgreSQL, alternated; their medians.
+ROUNDS = int(os.environ.get("KAIROS_BENCH_ROUNDS", 1))
 
 
 CHANNEL = {"channel": ["email", "push"]}
@@ -73,44 +76,150 @@ def wait_for(url: str, timeout: float = 60) -> None:
 
 @contextmanager
 def kairos_server(database_url: str | None = None):
-    """`kairos serve` on a fresh SQLite file; yields (base URL, admin token, env)."""
+    """`kairos serve` on a fresh SQLite file, or on a fresh database of the PostgreSQL server
+    at `database_url`; yields (base URL, admin token, env)."""
+    with kairos_nodes(database_url) as (bases, token, env):
+        yield bases[0], token, env
+
+
+@contextmanager
+def kairos_nodes(database_url: str | None = None, nodes: int = 1):
+    """`nodes` × `kairos serve`, each on its own port, all on one fresh database (a SQLite file,
+    or a new database of the PostgreSQL server at `database_url`); yields (base URLs, admin
+    token, env)."""
     workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
-    port = free_port()
     env = {
         **os.environ,
         "KAIROS_DATABASE_URL": database_url or f"sqlite:///{workdir}/kairos.sqlite3",
         "KAIROS_SECRET_KEY": "bench",
         "KAIROS_LOG_LEVEL": "WARNING",
     }
-    log = (workdir / "server.log").open("w+")
-    process = subprocess.Popen(
-        [
-            str(BIN / "kairos"),
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(WORKERS),
-            "--threads",
-            str(THREADS),
-            *os.environ.get("KAIROS_BENCH_SERVE_ARGS", "").split(),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    if database_url:
+        env["KAIROS_DATABASE_URL"] = fresh_postgres_database(database_url)
+        subprocess.run(
+            [str(BIN / "kairos"), "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL
+        )
+    processes, logs, bases = [], [], []
     try:
-        wait_for(f"{base}/health")
-        log.seek(0)
-        token = re.search(r"^\s+(kairos_\S+)\s*$", log.read(), re.M).group(1)
-        yield base, token, env
+        token = None
+        for node in range(nodes):
+            port = free_port()
+            log = (workdir / f"server-{node}.log").open("w+")
+            logs.append(log)
+            processes.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "kairos"),
+                        "serve",
+                        "--port",
+                        str(port),
+                        "--workers",
+                        str(WORKERS),
+                        "--threads",
+                        str(THREADS),
+                        *os.environ.get("KAIROS_BENCH_SERVE_ARGS", "").split(),
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
+            base = f"http://127.0.0.1:{port}"
+            wait_for(f"{base}/health")
+            bases.append(base)
+            if token is None:  # the first node made the admin key; the others find one
+                log.seek(0)
+                token = re.search(r"^\s+(kairos_\S+)\s*$", log.read(), re.M).group(1)
+        yield bases, token, env
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+        for log in logs:
+            log.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# The PostgreSQL server the benchmarks measure beside SQLite: as durable as a deployment's
+# (an acknowledged commit is fsynced to the WAL first, so it survives a crash of the database
+# server and of the machine), with memory settings a deployment would give it.
+POSTGRES_SETTINGS = {
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "full_page_writes": "on",
+    "shared_buffers": "512MB",
+    "wal_buffers": "16MB",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+    "max_connections": "200",
+}
+DURABILITY = (
+    "SQLite: WAL, synchronous=NORMAL: a commit is written to the WAL file (the OS's cache) "
+    "before the answer, not fsynced; it survives a crash of the server process, an OS crash "
+    "or power cut may lose the last commits (the file stays consistent).\n"
+    "PostgreSQL: synchronous_commit=on, fsync=on: a commit is fsynced to the WAL before the "
+    "answer; it survives a crash of the database server and of the OS (stronger than SQLite's)."
+)
+
+
+def postgres_settings_line(settings: dict[str, str] = POSTGRES_SETTINGS) -> str:
+    return "PostgreSQL settings: " + ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+@contextmanager
+def postgres_server(settings: dict[str, str] = POSTGRES_SETTINGS):
+    """A throwaway PostgreSQL server (tests/pg.py's cluster) with `settings`; yields its URL.
+    KAIROS_BENCH_POSTGRES_URL names a server of your own instead."""
+    own = os.environ.get("KAIROS_BENCH_POSTGRES_URL")
+    if own:
+        yield own
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.pg import PostgresCluster
+
+    cluster = PostgresCluster(settings)
+    url = cluster.start()
+    try:
+        yield url
+    finally:
+        cluster.stop()
+
+
+def fresh_postgres_database(server_url: str) -> str:
+    """A new, empty database on the server at `server_url`; its URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    name = f"kairos_bench_{os.getpid()}_{time.monotonic_ns()}"
+    with psycopg.connect(_psycopg_url(url), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _psycopg_url(url) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def count_rows(env: dict, table: str) -> int:
+    """Rows in a table of the served database, SQLite or PostgreSQL."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(env["KAIROS_DATABASE_URL"])
+    if url.get_backend_name() == "sqlite":
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(url.database)) as connection:
+            return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    import psycopg
+
+    with psycopg.connect(_psycopg_url(url)) as connection:
+        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+sqlite_count = count_rows  # the name the benchmarks used when they measured SQLite only
 
 
 @contextmanager
@@ -184,15 +293,6 @@ def run_together(targets) -> float:
     for thread in threads:
         thread.join()
     return time.monotonic() - started
-
-
-def sqlite_count(env: dict, table: str) -> int:
-    """Rows in a table of the served SQLite database."""
-    import sqlite3
-
-    path = env["KAIROS_DATABASE_URL"].removeprefix("sqlite:///")
-    with sqlite3.connect(path) as connection:
-        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 def assign_all(base: str, token: str, experiment: str, units: list[dict]) -> list[dict]:
@@ -283,3 +383,8 @@ def median(values):
 
 def row(*cells, widths=(44, 16, 16, 12)) -> str:
     return "".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False))
+
+
+def side_by_side(label: str, sqlite: float, postgres: float, unit: str = "") -> str:
+    """A row of both databases' figures and PostgreSQL's ratio to SQLite."""
+    return row(label, f"{sqlite:,.0f}{unit}", f"{postgres:,.0f}{unit}", f"{postgres / sqlite:.2f}×")

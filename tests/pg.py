@@ -41,8 +41,19 @@ def _version_of(path: str) -> int:
         return 0
 
 
+# The test suite's server: fast, not durable (an acknowledged commit may be lost in a crash).
+TEST_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+}
+
+
 class PostgresCluster:
-    def __init__(self):
+    def __init__(self, settings: dict[str, str] | None = None):
+        """`settings`: the server's settings (`-c name=value`); the test suite's by default."""
+        self.settings = dict(TEST_SETTINGS if settings is None else settings)
         self.bin = postgres_bin()
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="kairos-pg-"))
@@ -85,10 +96,8 @@ class PostgresCluster:
 
     def resume(self) -> str:
         """Start the server on its data directory (again, after `halt`); its URL."""
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.socket_dir} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.socket_dir} " + " ".join(
+            f"-c {name}={value}" for name, value in self.settings.items()
         )
         self._run(
             "pg_ctl",

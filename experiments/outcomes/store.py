@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from experiments.statistics.counting import count_change
-from experiments.storage.arm_stats import arm_stats_upsert
+from experiments.storage.arm_stats import ARM_STATS_TYPES, arm_stats_upsert
 from experiments.storage.database import Database
 from experiments.storage.tables import Experiment
 from experiments.storage.writer import (
     GroupCommitWriter,
     WriteTransaction,
     memoized_sqlite_time,
+    unnest_statement,
     values_statements,
 )
 from experiments.vocabulary import HOLDOUT_ARM
@@ -40,6 +41,27 @@ OUTCOME_COLUMNS = (
     "reason",
 )
 INSERT_OUTCOMES = f"INSERT INTO outcome ({', '.join(OUTCOME_COLUMNS)})"
+OUTCOME_TYPES = (
+    "varchar",
+    "integer",
+    "varchar",
+    "varchar",
+    "varchar",
+    "double precision",
+    "timestamptz",
+    "timestamptz",
+    "boolean",
+    "varchar",
+)
+UNIT_METRIC_TYPES = (
+    "varchar",
+    "integer",
+    "varchar",
+    "double precision",
+    "integer",
+    "timestamptz",
+    "double precision",
+)
 ADD_OUTCOMES = arm_stats_upsert("conversions", "sum", "sum_squares")
 ASSIGNED = "id, experiment_id, unit_id, variant, segment, period, assigned_at"
 
@@ -179,7 +201,7 @@ class PreparedOutcomes:
                 r.assignment_id,
                 r.unit_id,
                 r.metric,
-                r.value,
+                float(r.value),  # one type for PostgreSQL's array of values
                 when(r.occurred_at),
                 when(r.received_at),
                 r.attributed if postgres else int(r.attributed),
@@ -192,11 +214,17 @@ class PreparedOutcomes:
         # every row in a temporary table and hand it back, inside the write lock, for the
         # rare batch in which some event was stored by another request since the look-up
         # outside the lock (see write_outcomes).
-        self.outcome_statements = values_statements(
-            INSERT_OUTCOMES,
-            "ON CONFLICT (event_id) DO NOTHING" + (" RETURNING event_id" if postgres else ""),
-            params,
-            postgres=postgres,
+        self.outcome_statements = (
+            [
+                unnest_statement(
+                    INSERT_OUTCOMES,
+                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                    params,
+                    OUTCOME_TYPES,
+                )
+            ]
+            if postgres
+            else values_statements(INSERT_OUTCOMES, "ON CONFLICT (event_id) DO NOTHING", params)
         )
         # Folded as if every event is new, the usual case; redone inside if some were not.
         self.folded = _Folded([r.delta for r in rows if r.delta is not None], postgres, when)
@@ -277,24 +305,29 @@ class _Folded:
                 assignment_id,
                 e["delta"].experiment_id,
                 metric,
-                e["amount"],
+                float(e["amount"]),
                 e["events"],
                 when(e["first"].occurred_at),
-                e["first"].delay_seconds,
+                float(e["first"].delay_seconds),
             )
             for (assignment_id, metric), e in _in_key_order(merged.items(), None, postgres)
         ]
-        self.unit_statements = values_statements(
+        head = (
             "INSERT INTO unit_metric (assignment_id, experiment_id, metric, total, events, "
-            "first_at, delay_seconds)",
+            "first_at, delay_seconds)"
+        )
+        tail = (
             "ON CONFLICT (assignment_id, metric) DO UPDATE SET "
             "total = unit_metric.total + excluded.total, "
             "events = unit_metric.events + excluded.events, "
             f"first_at = {smallest}(unit_metric.first_at, excluded.first_at), "
             f"delay_seconds = {smallest}(unit_metric.delay_seconds, excluded.delay_seconds) "
-            "RETURNING assignment_id, metric, total, events",
-            params,
-            postgres=postgres,
+            "RETURNING assignment_id, metric, total, events"
+        )
+        self.unit_statements = (
+            [unnest_statement(head, tail, params, UNIT_METRIC_TYPES)]
+            if postgres
+            else values_statements(head, tail, params)
         )
 
     def write(self, cursor) -> None:
@@ -317,12 +350,16 @@ class _Folded:
                 new_events - e["events"],
             )
         params = [
-            (experiment_id, period, segment, variant, metric, 0, c, s, q, 0.0)
+            (experiment_id, period, segment, variant, metric, 0, c, float(s), float(q), 0.0)
             for (experiment_id, period, segment, variant, metric), (c, s, q) in _in_key_order(
                 arms.items(), None, self.postgres
             )
             if c or s or q
         ]
         head, tail = ADD_OUTCOMES
-        for sql, values in values_statements(head, tail, params, postgres=self.postgres):
+        if self.postgres:
+            if params:
+                cursor.execute(*unnest_statement(head, tail, params, ARM_STATS_TYPES))
+            return
+        for sql, values in values_statements(head, tail, params):
             cursor.execute(sql, values)

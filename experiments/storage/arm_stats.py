@@ -22,6 +22,20 @@ ARM_STATS_COLUMNS = (
     "assigned_seconds",
 )
 
+# PostgreSQL's types of those columns, for statements that pass them as arrays (unnest).
+ARM_STATS_TYPES = (
+    "integer",
+    "integer",
+    "varchar",
+    "varchar",
+    "varchar",
+    "integer",
+    "integer",
+    "double precision",
+    "double precision",
+    "double precision",
+)
+
 
 class ArmStatsUpsert(NamedTuple):
     """The statement around its VALUES: rows carry every column of ARM_STATS_COLUMNS, zeros
