@@ -75,10 +75,15 @@ def configure_logging(app) -> None:
     unless the process already has one (gunicorn's, pytest's): then into that."""
     level = getattr(logging, app.config["KAIROS_LOG_LEVEL"], logging.INFO)
     root = logging.getLogger()
-    if not root.handlers:
+    # Ours, if this process made one already: `kairos serve` builds an app before
+    # `--log-format` is read, and its gunicorn workers inherit that handler when they fork.
+    handler = next((h for h in root.handlers if getattr(h, "kairos", False)), None)
+    if handler is None and not root.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(formatter(app.config["KAIROS_LOG_FORMAT"]))
+        handler.kairos = True
         root.addHandler(handler)
+    if handler is not None:
+        handler.setFormatter(formatter(app.config["KAIROS_LOG_FORMAT"]))
     for name in ("api", "experiments", "bandits", "analysis"):
         logging.getLogger(name).setLevel(level)
     # The request lines are INFO: on with the access log, whatever KAIROS_LOG_LEVEL says.

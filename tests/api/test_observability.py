@@ -320,3 +320,27 @@ def test_a_workers_threads_asking_for_the_metrics_at_once_make_them_once(tmp_pat
             [sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=ROOT
         )
         assert done.stdout.strip() == "ok", done.stdout + done.stderr
+
+
+def test_the_log_format_option_makes_the_workers_lines_json_too(tmp_path):
+    """`kairos serve --log-format json` (the flag, not KAIROS_LOG_FORMAT): the CLI builds an
+    app before it reads the flag, and the workers inherited that app's text handler, so only
+    gunicorn's own lines were JSON while the request lines and tracebacks stayed text."""
+    from tests.servers import kairos_serve
+
+    database_url = f"sqlite:///{tmp_path}/kairos.sqlite3"
+    log = tmp_path / "server.log"
+    with kairos_serve(database_url, log, args=("--log-format", "json")) as served:
+        requests.get(f"{served.base}/health/live", headers={"X-Request-Id": "flag-json-1"})
+        requests.get(f"{served.base}/no/such/path", headers={"X-Request-Id": "flag-json-2"})
+        time.sleep(0.5)
+        output = served.output()
+    # After the CLI's banner (stdout: the one-time token, "Kairos serving on …"), every line
+    # is a JSON object: gunicorn's, Kairos's and the request lines alike.
+    logged = output[output.index("Kairos serving on") :].splitlines()[1:]
+    if logged and logged[0].startswith("PyMC analyses run in a thread"):
+        logged = logged[1:]
+    parsed = [json.loads(line) for line in logged if line.strip()]
+    answered = {line.get("request_id"): line for line in parsed if line["logger"] == "api.requests"}
+    assert answered["flag-json-1"]["route"] == "/health/live"
+    assert answered["flag-json-2"]["status"] == 404
