@@ -19,17 +19,23 @@ def check(database: Database) -> dict:
     report = {"status": "ok", "database": database.dialect, "version": kairos_version()}
     try:
         database.ping()
-        current, head = migrate.current_revision(database), migrate.head_revision(database)
+        state, current, head = migrate.schema_state(database)
     except SQLAlchemyError as error:
         return {
             **report,
             "status": "degraded",
             "schema": f"unreachable: {error.__class__.__name__}",
         }
-    if current != head:
+    if state == "behind":
         return {
             **report,
             "status": "degraded",
             "schema": f"at {current or 'nothing'}, newest is {head}: run 'kairos db upgrade'",
+        }
+    if state == "ahead":
+        return {
+            **report,
+            "schema": f"newer than this release ({current}; it knows up to {head}): "
+            "a newer release migrated it; replace this node with that release",
         }
     return {**report, "schema": "up to date"}

@@ -32,7 +32,7 @@ def with_database(command=None, *, schema_required: bool = True):
         with app.app_context():
             database = get_database()
             try:
-                if schema_required and not migrate.is_up_to_date(database):
+                if schema_required and not migrate.is_usable(database):
                     raise click.ClickException(SCHEMA_BEHIND)
                 return command(database, *args, **kwargs)
             except KairosError as error:

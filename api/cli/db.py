@@ -40,6 +40,10 @@ def db_downgrade(database: Database, revision: str):
 @with_database(schema_required=False)
 def db_current(database: Database):
     """Show the schema revision, and whether it is the newest."""
-    current, head = migrate.current_revision(database), migrate.head_revision(database)
-    state = "up to date" if current == head else f"newest is {head}: run 'kairos db upgrade'"
-    click.echo(f"{current or 'empty'} ({state})")
+    state, current, head = migrate.schema_state(database)
+    said = {
+        "current": "up to date",
+        "behind": f"newest is {head}: run 'kairos db upgrade'",
+        "ahead": f"newer than this release, which knows up to {head}",
+    }[state]
+    click.echo(f"{current or 'empty'} ({said})")

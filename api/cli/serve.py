@@ -60,7 +60,7 @@ def serve(
         raise click.ClickException(f"{host}:{port} is already in use; choose another --port.")
     if database.dialect == "sqlite":
         migrate.upgrade(database)
-    elif not migrate.is_up_to_date(database):
+    elif not migrate.is_usable(database):
         raise click.ClickException(SCHEMA_BEHIND)
     print_bootstrap_token(database)
     database.dispose()  # the workers open their own connections after the fork

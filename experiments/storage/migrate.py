@@ -6,6 +6,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 
 from experiments.storage.database import Database
 
@@ -55,3 +56,27 @@ def head_revision(database: Database) -> str | None:
 
 def is_up_to_date(database: Database) -> bool:
     return current_revision(database) == head_revision(database)
+
+
+def schema_state(database: Database) -> tuple[str, str | None, str | None]:
+    """('current' | 'behind' | 'ahead', the database's revision, this release's newest).
+
+    'ahead': the database is at a revision this release does not know, so a newer release
+    migrated it (a rolling upgrade: `kairos db upgrade` from the new release, then the nodes
+    one by one). Kairos' migrations add and never take away what an older node reads, so an
+    older node keeps serving until it is replaced."""
+    current, head = current_revision(database), head_revision(database)
+    if current == head:
+        return "current", current, head
+    if current is None:
+        return "behind", current, head
+    try:
+        ScriptDirectory.from_config(alembic_config(database)).get_revision(current)
+    except CommandError:
+        return "ahead", current, head
+    return "behind", current, head
+
+
+def is_usable(database: Database) -> bool:
+    """The schema is this release's, or a newer release's (see `schema_state`)."""
+    return schema_state(database)[0] != "behind"

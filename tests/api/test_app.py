@@ -3,7 +3,12 @@
 import subprocess
 import sys
 
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
 from api import create_app
+from experiments.storage import migrate
+from experiments.storage.database import Database
 
 ERROR_KEYS = {"code", "status", "message", "errors"}
 
@@ -63,6 +68,33 @@ def test_health_is_degraded_on_an_unmigrated_database(tmp_path):
     response = app.test_client().get("/health")
     assert response.status_code == 503
     assert "kairos db upgrade" in response.json["schema"]
+
+
+def test_health_during_a_rolling_upgrade(tmp_path):
+    """A newer release migrated the database: the old nodes stay in rotation (ready, saying
+    so) until replaced; a database behind this release is not ready."""
+    url = f"sqlite:///{tmp_path}/kairos.sqlite3"
+    database = Database(url)
+    migrate.upgrade(database)
+    with database.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    app = create_app({"KAIROS_DATABASE_URL": url, "SECRET_KEY": "s"})
+    response = app.test_client().get("/health")
+    assert response.status_code == 200, response.json
+    assert response.json["schema"].startswith("newer than this release (0099_from_the_future;")
+    assert migrate.is_usable(database) and not migrate.is_up_to_date(database)
+
+    head = migrate.head_revision(database)
+    previous = ScriptDirectory.from_config(migrate.alembic_config(database)).get_revision(head)
+    with database.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE alembic_version SET version_num = :rev"),
+            {"rev": previous.down_revision},
+        )
+    response = app.test_client().get("/health")
+    assert response.status_code == 503 and "run 'kairos db upgrade'" in response.json["schema"]
+    assert not migrate.is_usable(database)
+    database.dispose()
 
 
 def test_openapi_documents_every_v1_route_with_bearer_auth(client):
