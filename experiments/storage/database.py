@@ -24,13 +24,32 @@ def normalise_url(url: str | URL) -> URL:
     return url
 
 
+# libpq settings unless the URL gives its own (`?connect_timeout=…`): a server that cannot be
+# reached fails a connection in 5 s instead of the system's minutes, and one whose host or
+# network died is noticed on an open connection within about half a minute (keepalives; sent
+# data unacknowledged for 30 s), so the request answers 503 rather than waiting for ever.
+POSTGRES_CONNECT = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
 def make_engine(url: str | URL) -> Engine:
     url = normalise_url(url)
     if url.get_backend_name() == "sqlite":
         return _make_sqlite_engine(url)
     # hide_parameters: an error's text (logged with a 500) never carries a request's values.
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        hide_parameters=True,
+        connect_args={k: v for k, v in POSTGRES_CONNECT.items() if k not in url.query},
     )
 
 
