@@ -8,6 +8,7 @@ them (tests/api/test_observability.py sends both and looks for them in every lin
 """
 
 import logging
+import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -89,3 +90,19 @@ def configure_logging(app) -> None:
     # The request lines are INFO: on with the access log, whatever KAIROS_LOG_LEVEL says.
     requests = logging.getLogger(REQUESTS_LOGGER)
     requests.setLevel(logging.INFO if app.config["KAIROS_ACCESS_LOG"] else logging.WARNING)
+
+
+# A query string (to the next space or quote) and a bearer token, wherever a message quotes them.
+SECRET_SHAPES = re.compile(r"\?[^\s'\"]*|(?i:bearer)\s+[^\s'\"]+")
+
+
+def without_secrets(record: logging.LogRecord) -> bool:
+    """A logging filter: the record's message with any query string or bearer token cut out
+    (for messages Kairos does not write itself, e.g. gunicorn's on a request it refused)."""
+    message = record.getMessage()
+    cleaned = SECRET_SHAPES.sub(
+        lambda m: "?…" if m.group().startswith("?") else "Bearer …", message
+    )
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
+    return True

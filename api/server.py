@@ -13,7 +13,7 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from sqlalchemy.engine import URL
 
-from api.logs import JsonFormatter
+from api.logs import JsonFormatter, without_secrets
 from experiments.telemetry import MULTIPROCESS_DIR, forget_process
 
 
@@ -121,13 +121,21 @@ def run_gunicorn(
         # No gunicorn access log: Kairos writes its own request lines (api/request_telemetry.py),
         # with the route rather than the path and query (which may carry a token).
     }
-    if json_logs:
-        options["logger_class"] = JsonGunicornLogger
+    options["logger_class"] = JsonGunicornLogger if json_logs else GunicornLogger
     with metrics_directory():
         KairosServer(options, analysis_worker=analysis_worker).run()
 
 
-class JsonGunicornLogger(glogging.Logger):
+class GunicornLogger(glogging.Logger):
+    """gunicorn's own lines, without what a request carried: gunicorn quotes a request line
+    it refuses ("Invalid HTTP request line: 'GET /…?token=… HTTP/1.1'"), query and all."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        self.error_log.addFilter(without_secrets)
+
+
+class JsonGunicornLogger(GunicornLogger):
     """gunicorn's own lines (workers booting, timeouts, errors) as JSON lines too."""
 
     def setup(self, cfg):
