@@ -40,6 +40,9 @@ T = TypeVar("T")
 CHECKPOINT_SECONDS = 1.0
 RESTART_FRAMES = 10_000  # ~40 MB of 4 KiB pages, as wal_autocheckpoint was
 DEADLOCK_RETRIES = 5
+# PostgreSQL: the group transactions of every process and node take this advisory lock first
+# (see `_transaction`).
+WRITE_LOCK_KEY = 0x4B41_4952  # "KAIR"
 
 
 def sqlite_time(moment: datetime | None) -> str | None:
@@ -406,6 +409,8 @@ class GroupCommitWriter:
                 # IMMEDIATE: take the write lock now, so that nobody stores the same new unit
                 # between our look-up and our insert (see experiments/storage/database.py).
                 cursor.execute("BEGIN IMMEDIATE")
+            else:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
             yield WriteTransaction(cursor, self.postgres)
             connection.commit()
         except BaseException as error:
