@@ -410,6 +410,9 @@ class GroupCommitWriter:
                 # between our look-up and our insert (see experiments/storage/database.py).
                 cursor.execute("BEGIN IMMEDIATE")
             else:
+                # One group at a time across processes and nodes: groups add to the same
+                # arm_stats rows in different orders, and deadlocked (each deadlock stalled
+                # every writer for deadlock_timeout, 1 s); serialised, none waits that long.
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
             yield WriteTransaction(cursor, self.postgres)
             connection.commit()
