@@ -22,13 +22,11 @@ from bench.common import (
     count_rows,
     experiment,
     kairos_nodes,
-    median,
+    measured_three_ways,
     post_bytes,
-    postgres_server,
     postgres_settings_line,
-    row,
     run_together,
-    side_by_side,
+    three_ways_rows,
 )
 
 BATCH, CLIENTS, SECONDS = 1_000, 4, 20
@@ -98,29 +96,14 @@ def measure(database_url: str | None = None, nodes: int = 1) -> dict:
 
 
 def main() -> bool:
-    runs: dict[str, list[dict]] = {"SQLite": [], "PostgreSQL": [], "PostgreSQL, 2 nodes": []}
-    with postgres_server() as server:
-        for _ in range(ROUNDS):  # alternate, so that drift (other load) hits each alike
-            runs["SQLite"].append(measure())
-            runs["PostgreSQL"].append(measure(server))
-            runs["PostgreSQL, 2 nodes"].append(measure(server, nodes=2))
-    rate = {name: median([r["rate"] for r in found]) for name, found in runs.items()}
+    runs, rate = measured_three_ways(measure)
     print(
         f"{CLIENTS} clients × {SECONDS} s, {BATCH:,} new units a request, {SERVER} a node; "
         f"median of {ROUNDS} round(s), alternated"
     )
     print(DURABILITY)
     print(postgres_settings_line())
-    print(row("", "SQLite", "PostgreSQL", "PG/SQLite"))
-    print(side_by_side("stored assignments/s (1 node)", rate["SQLite"], rate["PostgreSQL"]))
-    print(
-        row(
-            "stored assignments/s, 2 nodes, one database",
-            "",
-            f"{rate['PostgreSQL, 2 nodes']:,.0f}",
-            f"{rate['PostgreSQL, 2 nodes'] / rate['SQLite']:.2f}×",
-        )
-    )
+    print("\n".join(three_ways_rows("stored assignments/s", rate)))
     for name, found in runs.items():
         last = found[-1]
         print(

@@ -388,3 +388,35 @@ def row(*cells, widths=(44, 16, 16, 12)) -> str:
 def side_by_side(label: str, sqlite: float, postgres: float, unit: str = "") -> str:
     """A row of both databases' figures and PostgreSQL's ratio to SQLite."""
     return row(label, f"{sqlite:,.0f}{unit}", f"{postgres:,.0f}{unit}", f"{postgres / sqlite:.2f}×")
+
+
+THREE_WAYS = ("SQLite", "PostgreSQL", "PostgreSQL, 2 nodes")
+
+
+def measured_three_ways(measure) -> tuple[dict[str, list[dict]], dict[str, float]]:
+    """`measure(database_url=None, nodes=1)` on SQLite, on PostgreSQL and on 2 nodes of one
+    PostgreSQL, ROUNDS times alternated (so that drift, other load, hits each alike): every
+    run by name, and the median of their "rate"s."""
+    runs: dict[str, list[dict]] = {name: [] for name in THREE_WAYS}
+    with postgres_server() as server:
+        for _ in range(ROUNDS):
+            runs["SQLite"].append(measure())
+            runs["PostgreSQL"].append(measure(server))
+            runs["PostgreSQL, 2 nodes"].append(measure(server, nodes=2))
+    rate = {name: statistics.median([r["rate"] for r in found]) for name, found in runs.items()}
+    return runs, rate
+
+
+def three_ways_rows(label: str, rate: dict[str, float]) -> list[str]:
+    """The header and the two rows of a measurement made `measured_three_ways`."""
+    two_nodes = rate["PostgreSQL, 2 nodes"]
+    return [
+        row("", "SQLite", "PostgreSQL", "PG/SQLite"),
+        side_by_side(f"{label} (1 node)", rate["SQLite"], rate["PostgreSQL"]),
+        row(
+            f"{label}, 2 nodes, one database",
+            "",
+            f"{two_nodes:,.0f}",
+            f"{two_nodes / rate['SQLite']:.2f}×",
+        ),
+    ]

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,11 +93,19 @@ def kairos_nodes(
 
 
 def wait_until_healthy(served: Served, deadline: float) -> None:
+    wait_for_health(served.base, deadline, served.output, alive=served.process)
+
+
+def wait_for_health(
+    base: str, deadline: float, output: Callable[[], str], alive: subprocess.Popen | None = None
+) -> None:
+    """Until `base`/health answers 200 (`alive`, if given, must not have exited); `output`
+    says what the server printed, for the failure's message."""
     while True:
-        assert served.process.poll() is None, served.output()
-        assert time.monotonic() < deadline, f"no answer from /health:\n{served.output()}"
+        assert alive is None or alive.poll() is None, output()
+        assert time.monotonic() < deadline, f"no answer from {base}/health:\n{output()}"
         try:
-            if requests.get(f"{served.base}/health", timeout=1).status_code == 200:
+            if requests.get(f"{base}/health", timeout=1).status_code == 200:
                 return
         # Refused until the server listens, unanswered while its workers still boot (over a
         # second on a busy machine on its first run): both mean "not yet".

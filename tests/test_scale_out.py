@@ -19,6 +19,7 @@ import requests
 
 from tests.conftest import create_postgres_database
 from tests.pg import free_port
+from tests.servers import wait_for_health
 
 pytestmark = pytest.mark.postgres
 
@@ -33,17 +34,6 @@ def recipe() -> str:
     blocks = re.findall(r"^```sh\n(.*?)^```\s*$", region, re.S | re.M)
     assert len(blocks) == 1, "the scale-out recipe is one ```sh block"
     return blocks[0]
-
-
-def wait_healthy(base: str, log: Path, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/health", timeout=1).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{base} did not become healthy:\n{log.read_text()}")
 
 
 def test_the_scale_out_recipe_serves_one_state_from_two_nodes(postgres_url, tmp_path):
@@ -68,8 +58,8 @@ def test_the_scale_out_recipe_serves_one_state_from_two_nodes(postgres_url, tmp_
     try:
         deadline = time.monotonic() + 90
         one, two = (f"http://127.0.0.1:{p}" for p in ports)
-        wait_healthy(one, log, deadline)
-        wait_healthy(two, log, deadline)
+        wait_for_health(one, deadline, log.read_text)
+        wait_for_health(two, deadline, log.read_text)
         token = re.search(r"^(kairos_\S+)\s*$", log.read_text(), re.M).group(1)
         auth = {"Authorization": f"Bearer {token}"}
 
